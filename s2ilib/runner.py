@@ -1,0 +1,125 @@
+"""Run the study's notebooks headlessly with papermill, in order, into ``reports/<preset>/``.
+
+Every study notebook declares the common parameters ``preset``, ``seed``, ``run_root`` and
+``report_dir`` in its cell tagged ``parameters``. Extra parameters are passed to the notebooks
+that declare them; a parameter no selected notebook declares is refused.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from s2ilib.config import PRESETS
+from s2ilib.results import environment_info, now, record
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+COMMON_PARAMETERS = ("preset", "seed", "run_root", "report_dir")
+
+
+class StudyError(RuntimeError):
+    """A notebook failed, or parameters do not fit the notebooks."""
+
+
+def study_notebooks(notebook_dir: Path = NOTEBOOK_DIR, only: Iterable[str] | None = None) -> list[Path]:
+    """Notebooks ``NN_name.ipynb`` in order; ``only`` selects by number prefix or stem."""
+    books = sorted(p for p in Path(notebook_dir).glob("[0-9][0-9]_*.ipynb"))
+    if not books:
+        raise StudyError(f"no notebooks NN_*.ipynb in {notebook_dir}")
+    if only:
+        wanted = set(only)
+        books = [p for p in books if p.stem in wanted or p.stem[:2] in wanted]
+        missing = wanted - {p.stem for p in books} - {p.stem[:2] for p in books}
+        if missing:
+            raise StudyError(f"no such notebook(s): {sorted(missing)}")
+    return books
+
+
+def declared_parameters(notebook: Path) -> dict[str, Any]:
+    """Parameters declared in the notebook's ``parameters`` cell (papermill.inspect_notebook)."""
+    import papermill as pm
+
+    params = pm.inspect_notebook(str(notebook))
+    if not params:
+        raise StudyError(f"{notebook.name}: no cell tagged 'parameters'")
+    return params
+
+
+def run_notebook(notebook: Path, output: Path, parameters: dict[str, Any], timeout: int | None = None,
+                 progress: bool = True) -> float:
+    """Execute one notebook with papermill; refuse undeclared parameters. Returns seconds."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    declared = declared_parameters(notebook)
+    unknown = sorted(set(parameters) - set(declared))
+    if unknown:
+        raise StudyError(f"{notebook.name} does not declare parameter(s) {unknown}; "
+                         f"it declares {sorted(declared)}")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    env_backup = os.environ.get("MPLBACKEND")
+    os.environ["MPLBACKEND"] = "agg"  # headless-safe plotting in the kernel
+    t0 = time.time()
+    try:
+        pm.execute_notebook(str(notebook), str(output), parameters=parameters, cwd=str(notebook.parent),
+                            kernel_name="python3", progress_bar=progress, execution_timeout=timeout,
+                            log_output=False, request_save_on_cell_execute=True)
+    except PapermillExecutionError as exc:
+        raise StudyError(f"{notebook.name} failed in cell {exc.cell_index} "
+                         f"(execution count {exc.exec_count}): {exc.ename}: {exc.evalue}\n"
+                         f"executed copy with the traceback: {output}") from exc
+    finally:
+        if env_backup is None:
+            os.environ.pop("MPLBACKEND", None)
+        else:
+            os.environ["MPLBACKEND"] = env_backup
+    return time.time() - t0
+
+
+def run_study(preset: str = "small", seed: int = 1234, run_root: str | Path | None = None,
+              report_root: str | Path | None = None, parameters: dict[str, Any] | None = None,
+              only: Iterable[str] | None = None, notebook_dir: Path = NOTEBOOK_DIR,
+              timeout: int | None = None, progress: bool = True) -> Path:
+    """Run the notebooks in order at ``preset``; returns the report folder.
+
+    Executed notebooks go to ``<report_root>/<preset>/``; the results file is
+    ``<report_root>/<preset>/results.json``; data, checkpoints and caches go to
+    ``<run_root>/<preset>/`` (default ``runs/``).
+    """
+    if preset not in PRESETS:
+        raise StudyError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    run_root = Path(run_root or REPO_ROOT / "runs").resolve()
+    report_dir = Path(report_root or REPO_ROOT / "reports").resolve() / preset
+    parameters = dict(parameters or {})
+    clash = sorted(set(parameters) & set(COMMON_PARAMETERS))
+    if clash:
+        raise StudyError(f"pass {clash} through their own options, not as extra parameters")
+    books = study_notebooks(notebook_dir, only)
+    declared = {nb: declared_parameters(nb) for nb in books}
+    for nb, params in declared.items():
+        missing = [p for p in COMMON_PARAMETERS if p not in params]
+        if missing:
+            raise StudyError(f"{nb.name} does not declare the common parameter(s) {missing}")
+    unused = sorted(k for k in parameters if not any(k in p for p in declared.values()))
+    if unused:
+        raise StudyError(f"no selected notebook declares parameter(s) {unused}")
+
+    results = report_dir / "results.json"
+    record(results, "study", {"preset": preset, "seed": seed, "run_root": str(run_root),
+                              "started": now(), "environment": environment_info()}, preset=preset)
+    common = {"preset": preset, "seed": seed, "run_root": str(run_root), "report_dir": str(report_dir)}
+    for nb in books:
+        params = {**common, **{k: v for k, v in parameters.items() if k in declared[nb]}}
+        print(f"[s2i study] {nb.name} (preset {preset})", flush=True)
+        try:
+            seconds = run_notebook(nb, report_dir / nb.name, params, timeout=timeout, progress=progress)
+        except StudyError:
+            record(results, "notebooks", {nb.stem: {"status": "failed", "finished": now(),
+                                                    "parameters": params}})
+            raise
+        record(results, "notebooks", {nb.stem: {"status": "ok", "seconds": round(seconds, 1),
+                                                "finished": now(), "parameters": params}})
+        print(f"[s2i study] {nb.name} done in {seconds:.0f} s", flush=True)
+    return report_dir
