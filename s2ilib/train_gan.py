@@ -1,0 +1,427 @@
+"""Training of the conditional StackGAN-v2 on stored embeddings, and inference from embeddings.
+
+The trainer takes plain tensors, so it does not depend on how embeddings or images were made:
+
+* ``images_uint8`` (N, 3, S, S): the training images at S >= the largest branch size; smaller
+  scales are area-resized from it once (antialiased bilinear).
+* ``cond_emb`` (E, D): one condition embedding per utterance (the speech / text encoder's output),
+  ``cond_image_idx`` (E,): its image, ``image_class`` (N,): the class of every image (wrong pairs
+  are real images of a *different* class, paper §III-C).
+
+Run folder (``out_dir``): ``config.json``, ``checkpoint.pt`` (G, Ds, EMA, optimisers, step, RNG
+states), ``generator_ema.pt`` (what inference loads), ``log.jsonl`` (one line per step),
+``samples/step_XXXXXXX_<size>.png`` and ``summary.json``. Rerunning with the same ``out_dir``
+resumes from the checkpoint. Every random draw of step t comes from a generator seeded by
+``(seed, t)``, and the utterance order of epoch e by ``(seed, e)``, so an interrupted and resumed
+run makes the same draws as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import random
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from s2ilib.gan import StackGenerator, build_discriminators, generator_kwargs
+from s2ilib.gan_losses import color_consistency_loss, d_loss, g_adv_loss, kl_loss
+from s2ilib.config import save_config
+from s2ilib.io import atomic_write_text, seed_everything, torch_save_atomic
+
+CHECKPOINT = "checkpoint.pt"
+GENERATOR_EMA = "generator_ema.pt"
+# Keys of GanConfig that may change between a run and its resumption (they do not change the model
+# or the draws of any step).
+_RESUMABLE_KEYS = {"steps", "sample_every", "ckpt_every"}
+
+
+class GanCheckpointError(ValueError):
+    """A GAN checkpoint is missing, malformed or belongs to another configuration / data."""
+
+
+class GanDataError(ValueError):
+    """The tensors given to :func:`train_gan` are inconsistent."""
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def image_pyramid(images_uint8: torch.Tensor, sizes: list[int], chunk: int = 256) -> list[torch.Tensor]:
+    """uint8 (N, 3, S, S) -> [uint8 (N, 3, s, s) for s in sizes], antialiased resizes of the input."""
+    out = []
+    for s in sizes:
+        if images_uint8.shape[-1] == s:
+            out.append(images_uint8)
+            continue
+        parts = []
+        for i in range(0, len(images_uint8), chunk):
+            x = images_uint8[i: i + chunk].float()
+            y = F.interpolate(x, size=(s, s), mode="bilinear", antialias=True, align_corners=False)
+            parts.append(y.round().clamp(0, 255).to(torch.uint8))
+        out.append(torch.cat(parts))
+    return out
+
+
+def to_unit_range(x_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float32 [-1, 1] (the generator's tanh range)."""
+    return x_uint8.float().div_(127.5).sub_(1.0)
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """float [-1, 1] -> uint8 [0, 255]."""
+    return ((x.float() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+class WrongImageSampler:
+    """Draws, for each class in a batch, a training image uniformly among those of other classes."""
+
+    def __init__(self, train_images: torch.Tensor, image_class: torch.Tensor):
+        classes, inverse = torch.unique(image_class[train_images], return_inverse=True)
+        if len(classes) < 2:
+            raise GanDataError("wrong pairs need training images of at least two classes, "
+                               f"got only class {classes.tolist()}")
+        order = torch.argsort(inverse, stable=True)
+        self.sorted_images = train_images[order]
+        counts = torch.bincount(inverse, minlength=len(classes))
+        self.start = torch.cumsum(counts, 0) - counts
+        self.count = counts
+        self.classes = classes
+        self.total = len(train_images)
+
+    def __call__(self, cls: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Class labels (B,) -> image indices (B,) whose class differs from ``cls``."""
+        k = torch.searchsorted(self.classes, cls)
+        start, n_same = self.start[k], self.count[k]
+        # Uniform over the images outside the class block [start, start + n_same) of the sorted list.
+        r = (torch.rand(len(cls), generator=generator) * (self.total - n_same)).long()
+        r = torch.minimum(r, self.total - n_same - 1)
+        pos = torch.where(r < start, r, r + n_same)
+        return self.sorted_images[pos]
+
+
+def _seeded(*keys: int) -> torch.Generator:
+    state = np.random.SeedSequence([int(k) for k in keys]).generate_state(2, dtype=np.uint64)
+    return torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
+    """Permutation of the n utterances for one epoch, a function of (seed, epoch) only."""
+    return torch.randperm(n, generator=_seeded(seed, epoch, 7))
+
+
+# ----------------------------------------------------------------------------- EMA
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * model for parameters; buffers (BN statistics) copied."""
+    for p_ema, p in zip(ema.parameters(), model.parameters()):
+        p_ema.lerp_(p.detach(), 1.0 - decay)
+    for b_ema, b in zip(ema.buffers(), model.buffers()):
+        b_ema.copy_(b)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def _autocast(enabled: bool, device: torch.device):
+    if not enabled:
+        return nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def _check_inputs(images: torch.Tensor, cond_emb: torch.Tensor, cond_image_idx: torch.Tensor,
+                  image_class: torch.Tensor, largest: int) -> None:
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3 or images.shape[2] != images.shape[3]:
+        raise GanDataError(f"images must be uint8 (N, 3, S, S), got {images.dtype} {tuple(images.shape)}")
+    if images.shape[-1] < largest:
+        raise GanDataError(f"images are {images.shape[-1]} px but the largest branch needs {largest} px")
+    if cond_emb.ndim != 2 or len(cond_emb) != len(cond_image_idx):
+        raise GanDataError(f"cond_emb {tuple(cond_emb.shape)} and cond_image_idx {tuple(cond_image_idx.shape)} "
+                           "must be (E, D) and (E,)")
+    if len(image_class) != len(images):
+        raise GanDataError(f"image_class has {len(image_class)} entries for {len(images)} images")
+    if len(cond_image_idx) and (int(cond_image_idx.min()) < 0 or int(cond_image_idx.max()) >= len(images)):
+        raise GanDataError(f"cond_image_idx must lie in [0, {len(images)})")
+
+
+def _fingerprint(images: torch.Tensor, cond_emb: torch.Tensor, cond_image_idx: torch.Tensor) -> dict[str, Any]:
+    """Cheap identity of the training data, checked when a run resumes."""
+    return {"n_images": len(images), "image_size": int(images.shape[-1]), "n_cond": len(cond_emb),
+            "cond_dim": int(cond_emb.shape[1]), "emb_sum": round(float(cond_emb.double().sum()), 3),
+            "idx_sum": int(cond_image_idx.sum())}
+
+
+class _Trainer:
+    """Holds the networks and optimisers of one run; :func:`train_gan` is the public entry point."""
+
+    def __init__(self, cfg: Any, cond_dim: int, device: torch.device):
+        self.cfg, self.device = cfg, device
+        self.G = StackGenerator(**generator_kwargs(cfg, cond_dim)).to(device)
+        self.Ds = build_discriminators(self.G.sizes, cfg.df_dim, cfg.ca_dim).to(device)
+        self.G_ema = copy.deepcopy(self.G).requires_grad_(False)
+        betas = (cfg.beta1, cfg.beta2)
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=betas)
+        self.opt_Ds = [torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=betas) for D in self.Ds]
+
+    def state(self) -> dict[str, Any]:
+        return {"G": self.G.state_dict(), "Ds": self.Ds.state_dict(), "G_ema": self.G_ema.state_dict(),
+                "opt_G": self.opt_G.state_dict(), "opt_Ds": [o.state_dict() for o in self.opt_Ds]}
+
+    def load(self, ckpt: dict[str, Any]) -> None:
+        self.G.load_state_dict(ckpt["G"])
+        self.Ds.load_state_dict(ckpt["Ds"])
+        self.G_ema.load_state_dict(ckpt["G_ema"])
+        self.opt_G.load_state_dict(ckpt["opt_G"])
+        for opt, st in zip(self.opt_Ds, ckpt["opt_Ds"]):
+            opt.load_state_dict(st)
+
+    def step(self, reals: list[torch.Tensor], wrongs: list[torch.Tensor], emb: torch.Tensor,
+             z: torch.Tensor, eps: torch.Tensor) -> dict[str, Any]:
+        """One iteration: all D_s on (real, fake, wrong), then G on every scale, then EMA."""
+        cfg, amp = self.cfg, self.cfg.bf16
+        with _autocast(amp, self.device):
+            fakes, mu, logvar = self.G(z, emb, eps=eps)
+        c_d = mu.detach()  # D is conditioned on mu, as StackGAN-v2
+        d_losses = []
+        for D, opt, real, wrong, fake in zip(self.Ds, self.opt_Ds, reals, wrongs, fakes):
+            opt.zero_grad(set_to_none=True)
+            with _autocast(amp, self.device):
+                # Separate passes keep BatchNorm statistics per kind of batch, as the authors.
+                r_c, r_u = D(real, c_d)
+                w_c, _ = D(wrong, c_d)
+                f_c, f_u = D(fake.detach(), c_d)
+            loss, _ = d_loss(r_c, f_c, w_c, r_u, f_u, cfg.uncond_loss)
+            loss.backward()
+            opt.step()
+            d_losses.append(float(loss.detach()))
+
+        self.opt_G.zero_grad(set_to_none=True)
+        self.Ds.requires_grad_(False)  # no D weight gradients in the G pass (saves a third of D backward)
+        g_adv = []
+        with _autocast(amp, self.device):
+            outs = [D(fake, mu) for D, fake in zip(self.Ds, fakes)]  # mu not detached: CA learns from D
+        for f_c, f_u in outs:
+            g_adv.append(g_adv_loss(f_c, f_u, cfg.uncond_loss))
+        kl = kl_loss(mu, logvar)
+        color = color_consistency_loss(fakes, cfg.color_coef)
+        g_total = sum(g_adv) + cfg.kl_coef * kl + color
+        g_total.backward()
+        self.opt_G.step()
+        self.Ds.requires_grad_(True)
+        ema_update(self.G_ema, self.G, cfg.ema_decay)
+        return {"d_loss": d_losses, "g_adv": [float(g.detach()) for g in g_adv], "g_loss": float(g_total.detach()),
+                "kl": float(kl.detach()), "color": float(color.detach())}
+
+
+def _rng_state() -> dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def _set_rng_state(st: dict[str, Any]) -> None:
+    random.setstate(st["python"])
+    np.random.set_state(st["numpy"])
+    torch.set_rng_state(st["torch"])
+
+
+def _cfg_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
+
+
+def _check_resumable(ckpt: dict[str, Any], cfg_d: dict[str, Any], fp: dict[str, Any], seed: int,
+                     path: Path) -> None:
+    if ckpt.get("seed") != seed:
+        raise GanCheckpointError(f"{path}: started with seed {ckpt.get('seed')}, not {seed}; "
+                                 "use a new out_dir or the same seed")
+    old = {k: v for k, v in ckpt["config"].items() if k not in _RESUMABLE_KEYS}
+    new = {k: v for k, v in cfg_d.items() if k not in _RESUMABLE_KEYS}
+    if old != new:
+        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        raise GanCheckpointError(f"{path}: saved with a different GAN config (keys {diff}); "
+                                 "use a new out_dir or the same config")
+    if ckpt["data"] != fp:
+        raise GanCheckpointError(f"{path}: trained on different data ({ckpt['data']} vs {fp}); use a new out_dir")
+
+
+def _truncate_log(log_path: Path, step: int) -> None:
+    """Drop log lines written after the checkpoint a run resumes from (they will be redone)."""
+    if not log_path.exists():
+        return
+    keep = [ln for ln in log_path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+    atomic_write_text(log_path, "".join(ln + "\n" for ln in keep))
+
+
+def _save_samples(G_ema: StackGenerator, fixed_cond: torch.Tensor, seed: int, out_dir: Path, step: int) -> None:
+    from torchvision.utils import save_image
+
+    images = generate(G_ema, fixed_cond, seed=seed, all_branches=True)
+    nrow = max(1, int(math.ceil(math.sqrt(len(fixed_cond)))))
+    (out_dir / "samples").mkdir(parents=True, exist_ok=True)
+    for img in images:
+        save_image(img.float() / 255.0, out_dir / "samples" / f"step_{step:07d}_{img.shape[-1]}.png", nrow=nrow)
+
+
+def _save_generator(tr: _Trainer, path: Path, step: int, cfg_d: dict[str, Any]) -> None:
+    torch_save_atomic({"state_dict": tr.G_ema.state_dict(), "kwargs": dict(tr.G.kwargs), "step": step,
+                       "config": cfg_d}, path)
+
+
+def train_gan(images_uint8: torch.Tensor, cond_emb: torch.Tensor, cond_image_idx: torch.Tensor,
+              image_class: torch.Tensor, cfg: Any, out_dir: str | Path, seed: int = 1234,
+              fixed_cond: torch.Tensor | None = None, progress: bool = True, device: str = "cpu",
+              callback: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Train G and the per-scale Ds for ``cfg.steps`` iterations (resuming from ``out_dir``).
+
+    images_uint8: (N, 3, S, S) uint8 training images, S >= base_size * 2**(branches-1).
+    cond_emb: (E, D) float condition embeddings; cond_image_idx: (E,) their image in [0, N);
+    image_class: (N,) class of each image. fixed_cond: (K, D) conditions of the sample grids
+    (default: the first 16 embeddings). callback(step, record) is called after each step
+    (``step`` = steps done). Returns a summary dict (also written to ``summary.json``).
+    """
+    out_dir = Path(out_dir)
+    dev = torch.device(device)
+    cond_image_idx = torch.as_tensor(cond_image_idx).long().cpu()
+    image_class = torch.as_tensor(image_class).long().cpu()
+    cond_emb = torch.as_tensor(cond_emb).float().cpu()
+    sizes = [cfg.base_size * 2 ** k for k in range(cfg.branches)]
+    _check_inputs(images_uint8, cond_emb, cond_image_idx, image_class, sizes[-1])
+    fixed_cond = cond_emb[:16] if fixed_cond is None else torch.as_tensor(fixed_cond).float().cpu()
+    cfg_d = _cfg_dict(cfg)
+    fp = _fingerprint(images_uint8, cond_emb, cond_image_idx)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    seed_everything(seed)
+    tr = _Trainer(cfg, cond_emb.shape[1], dev)
+    start, elapsed0 = 0, 0.0
+    ckpt_path, log_path = out_dir / CHECKPOINT, out_dir / "log.jsonl"
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location=dev, weights_only=False)
+        _check_resumable(ckpt, cfg_d, fp, seed, ckpt_path)
+        tr.load(ckpt)
+        _set_rng_state(ckpt["rng"])
+        start, elapsed0 = int(ckpt["step"]), float(ckpt.get("elapsed", 0.0))
+    save_config({"gan": cfg_d, "seed": seed, "data": fp}, out_dir / "config.json")  # after the resume check
+    _truncate_log(log_path, start)
+
+    pyramid = image_pyramid(images_uint8, sizes)
+    wrong_sampler = WrongImageSampler(torch.unique(cond_image_idx), image_class)
+    n_cond = len(cond_emb)
+    batch = min(cfg.batch_size, n_cond)
+    steps_per_epoch = n_cond // batch
+    orders: dict[int, torch.Tensor] = {}
+    record: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=cfg.steps, initial=min(start, cfg.steps), disable=not progress, desc="GAN", unit="step")
+    with open(log_path, "a") as log:
+        for step in range(start, cfg.steps):
+            epoch, pos = divmod(step, steps_per_epoch)
+            if epoch not in orders:
+                orders = {epoch: epoch_order(seed, epoch, n_cond)}
+            rows = orders[epoch][pos * batch: (pos + 1) * batch]
+            g = _seeded(seed, step)
+            img_idx = cond_image_idx[rows]
+            wrong_idx = wrong_sampler(image_class[img_idx], g)
+            flip_r = (torch.rand(batch, generator=g) < 0.5) & cfg.flip
+            flip_w = (torch.rand(batch, generator=g) < 0.5) & cfg.flip
+            z = torch.randn(batch, cfg.z_dim, generator=g)
+            eps = torch.randn(batch, cfg.ca_dim, generator=g)
+            reals = [_batch_images(p, img_idx, flip_r, dev) for p in pyramid]
+            wrongs = [_batch_images(p, wrong_idx, flip_w, dev) for p in pyramid]
+            record = tr.step(reals, wrongs, cond_emb[rows].to(dev), z.to(dev), eps.to(dev))
+            done = step + 1
+            record = {"step": done, **record, "time": round(elapsed0 + time.perf_counter() - t0, 3)}
+            log.write(json.dumps(record) + "\n")
+            if done % cfg.sample_every == 0 or done == cfg.steps:
+                _save_samples(tr.G_ema, fixed_cond.to(dev), seed, out_dir, done)
+            if done % cfg.ckpt_every == 0 or done == cfg.steps:
+                log.flush()
+                torch_save_atomic({**tr.state(), "step": done, "rng": _rng_state(), "config": cfg_d, "data": fp,
+                                   "seed": seed, "elapsed": record["time"]}, ckpt_path)
+                _save_generator(tr, out_dir / GENERATOR_EMA, done, cfg_d)
+            bar.update(1)
+            bar.set_postfix(d=f"{sum(record['d_loss']):.2f}", g=f"{record['g_loss']:.2f}", kl=f"{record['kl']:.3f}",
+                            refresh=False)
+            if callback is not None:
+                callback(done, record)
+    bar.close()
+    train_s = time.perf_counter() - t0  # this call only
+    n_done = max(0, cfg.steps - start)
+    if not record and log_path.exists() and log_path.stat().st_size:  # nothing left to run: report the log's end
+        record = json.loads(log_path.read_text().splitlines()[-1])
+    summary = {"steps": cfg.steps, "start_step": start, "steps_run": n_done, "train_seconds": round(train_s, 3),
+               "steps_per_s": round(n_done / train_s, 4) if n_done else None,
+               "total_seconds": record.get("time"),  # all calls of this run, resumptions included
+               "final": {k: record.get(k) for k in ("d_loss", "g_adv", "g_loss", "kl", "color")} if record else None,
+               "generator_ema": str(out_dir / GENERATOR_EMA), "sizes": sizes, "bf16": cfg.bf16}
+    if not (out_dir / GENERATOR_EMA).exists():
+        _save_generator(tr, out_dir / GENERATOR_EMA, start, cfg_d)
+    atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _batch_images(pyr: torch.Tensor, idx: torch.Tensor, flip: torch.Tensor, dev: torch.device) -> torch.Tensor:
+    x = to_unit_range(pyr[idx])
+    x = torch.where(flip[:, None, None, None], x.flip(-1), x)  # same flip at every scale of an image
+    return x.to(dev)
+
+
+# ----------------------------------------------------------------------------- inference
+
+
+def load_generator(path: str | Path, device: str = "cpu") -> StackGenerator:
+    """Rebuild the EMA generator saved by :func:`train_gan` (``generator_ema.pt``), in eval mode."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no generator checkpoint (train_gan writes generator_ema.pt)")
+    blob = torch.load(path, map_location=device, weights_only=True)
+    if not isinstance(blob, dict) or "state_dict" not in blob or "kwargs" not in blob:
+        raise GanCheckpointError(f"{path}: not a generator checkpoint (expected keys state_dict, kwargs)")
+    G = StackGenerator(**blob["kwargs"])
+    G.load_state_dict(blob["state_dict"])
+    return G.to(device).eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def generate(generator: StackGenerator, cond: torch.Tensor, n: int | None = None, seed: int = 0,
+             all_branches: bool = False, batch_size: int = 64, use_mean: bool = False):
+    """Images G(z, cond) as uint8, deterministic under ``seed``.
+
+    cond: (D,) -> n images (default 1) of that condition with different noise; (B, D) -> one image
+    per row (n must be None or B). Returns uint8 (n, 3, S, S) of the largest branch, or the list
+    over branches when ``all_branches``. ``use_mean`` uses the CA mean instead of a CA sample.
+    """
+    cond = torch.as_tensor(cond).float()
+    if cond.ndim == 1:
+        cond = cond[None].expand(n or 1, -1)
+    elif cond.ndim != 2 or (n is not None and n != len(cond)):
+        raise ValueError(f"cond must be (D,) or (B, D) with n None or B, got {tuple(cond.shape)} and n={n}")
+    if cond.shape[1] != generator.cond_dim:
+        raise ValueError(f"cond has dimension {cond.shape[1]}, the generator expects {generator.cond_dim}")
+    n = len(cond)
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, generator.z_dim, generator=g)
+    eps = torch.zeros(n, generator.ca_dim) if use_mean else torch.randn(n, generator.ca_dim, generator=g)
+    dev = next(generator.parameters()).device
+    was_training = generator.training
+    generator.eval()
+    outs: list[list[torch.Tensor]] = []
+    try:
+        for i in range(0, n, batch_size):
+            imgs, _, _ = generator(z[i: i + batch_size].to(dev), cond[i: i + batch_size].to(dev),
+                                   eps=eps[i: i + batch_size].to(dev))
+            outs.append([to_uint8(x).cpu() for x in imgs])
+    finally:
+        generator.train(was_training)
+    branches = [torch.cat([o[k] for o in outs]) for k in range(len(outs[0]))]
+    return branches if all_branches else branches[-1]

@@ -1,0 +1,119 @@
+"""The frozen image teacher: views, packaged weights, bf16 accuracy, the on-disk cache."""
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import s2ilib.teacher as teacher_mod
+from s2ilib.config import EncoderConfig
+from s2ilib.teacher import Teacher, TeacherError, compute_teacher_features, image_views, load_image_uint8
+
+# Real photographs shipped inside installed packages (offline).
+SITE = Path(np.__file__).parents[1]
+FLOWER = SITE / "sklearn/datasets/images/flower.jpg"  # a daisy, ImageNet class 985
+HOPPER = SITE / "matplotlib/mpl-data/sample_data/grace_hopper.jpg"  # military uniform, class 652
+
+
+@pytest.fixture(scope="module")
+def effnet():
+    torch.set_num_threads(2)
+    return Teacher("efficientnet-lite0")
+
+
+def test_views_crop_positions_and_flips():
+    img = torch.arange(3 * 64 * 80, dtype=torch.float32).view(3, 64, 80)
+    img = (img % 251).to(torch.uint8)
+    views = image_views(img, 10, 56)  # shorter side -> 64 = round(56 / 0.875): no resize needed
+    assert views.shape == (10, 3, 56, 56) and views.dtype == torch.uint8
+    assert torch.equal(views[0], img[:, 4:60, 12:68])  # centre
+    assert torch.equal(views[1], views[0].flip(-1))  # centre flipped
+    assert torch.equal(views[2], img[:, :56, :56])  # top-left
+    assert torch.equal(views[3], img[:, 8:, 24:].flip(-1))  # bottom-right flipped
+    assert torch.equal(image_views(img, 4, 56), views[:4])
+    with pytest.raises(ValueError):
+        image_views(img, 11, 56)
+
+
+def test_efficientnet_features_and_normalisation(effnet):
+    assert effnet.dim == 1280
+    x = torch.stack([image_views(load_image_uint8(p), 1, 224)[0] for p in (FLOWER, HOPPER)])
+    f = effnet.features(x)
+    assert f.shape == (2, 1280) and f.dtype == torch.float32
+    # the pooled features feed the packaged classifier to the right ImageNet classes:
+    # this fails with the wrong input normalisation
+    logits = effnet.net.net._fc(f)
+    assert logits[0].argmax().item() == 985
+    assert 652 in logits[1].topk(5).indices.tolist()
+
+
+def test_bf16_features_close_to_float32(effnet):
+    x = torch.cat([image_views(load_image_uint8(p), 2, 224) for p in (FLOWER, HOPPER)])
+    ref = effnet.features(x)
+    low = Teacher.__new__(Teacher)  # same network, bf16 switched on
+    low.__dict__.update(effnet.__dict__)
+    low.bf16 = True
+    cos = torch.nn.functional.cosine_similarity(ref, low.features(x))
+    assert cos.min() > 0.99
+
+
+def test_inception_fid_teacher():
+    t = Teacher("inception-fid")
+    assert (t.dim, t.input_size) == (2048, 299)
+    f = t.features(torch.full((1, 3, 64, 64), 128, dtype=torch.uint8))  # resized to 299 inside
+    assert f.shape == (1, 2048) and torch.isfinite(f).all()
+
+
+def test_googlenet_needs_a_weights_file(tmp_path):
+    with pytest.raises(TeacherError, match="teacher_weights"):
+        Teacher("googlenet", weights=str(tmp_path / "missing.pth"))
+    import torchvision
+
+    net = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=False)
+    torch.save(net.state_dict(), tmp_path / "g.pth")  # aux heads are dropped on load
+    t = Teacher("googlenet", weights=str(tmp_path / "g.pth"))
+    assert t.features(torch.zeros(1, 3, 224, 224, dtype=torch.uint8)).shape == (1, 1024)
+    torch.save({"foo": torch.zeros(1)}, tmp_path / "bad.pth")
+    with pytest.raises(TeacherError, match="bad.pth"):
+        Teacher("googlenet", weights=str(tmp_path / "bad.pth"))
+    with pytest.raises(TeacherError, match="unknown teacher"):
+        Teacher("clip")
+
+
+@dataclass
+class _Rec:
+    key: str
+    path: Path
+
+
+class _Images:
+    def __init__(self, root: Path, n: int):
+        self.name, self.root, self.images = "tiny", root, []
+        rng = np.random.default_rng(0)
+        for i in range(n):
+            p = root / f"im{i}.png"
+            Image.fromarray(rng.integers(0, 255, size=(48 + 8 * i, 64, 3), dtype=np.uint8)).save(p)
+            self.images.append(_Rec(f"im{i}", p))
+
+
+def test_compute_features_cached_by_key(tmp_path, monkeypatch):
+    ds = _Images(tmp_path, 3)
+    cfg = EncoderConfig(teacher_views=2, teacher_image_size=64)
+    cache = tmp_path / "teacher" / "efficientnet-lite0.pt"
+    feats = compute_teacher_features(ds, cfg, cache, progress=False, bf16=False)
+    assert feats.shape == (3, 2, 1280) and cache.is_file()
+    # the same row as a direct computation
+    direct = Teacher("efficientnet-lite0", image_size=64).features(image_views(load_image_uint8(ds.images[1].path), 2, 64))
+    assert torch.allclose(feats[1], direct, atol=1e-4)
+
+    class _NoTeacher:
+        def __init__(self, *a, **k):
+            raise AssertionError("the cache should have been used")
+
+    monkeypatch.setattr(teacher_mod, "Teacher", _NoTeacher)
+    assert torch.equal(compute_teacher_features(ds, cfg, cache, progress=False), feats)
+    # another view count is another key: recomputed (here: refused by the stub)
+    with pytest.raises(AssertionError, match="cache"):
+        compute_teacher_features(ds, EncoderConfig(teacher_views=3, teacher_image_size=64), cache, progress=False)
