@@ -66,24 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="small")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. gan.steps=100")
     p.set_defaults(func=cmd_config)
-    _add_late_commands(sub)
+    from s2ilib import inference  # imports torch: kept out of module import time
+
+    inference.add_cli(sub)
     return parser
-
-
-def _add_late_commands(sub: Any) -> None:
-    """Commands whose modules import torch: imported only when run."""
-    try:
-        from s2ilib import inference  # noqa: F401
-    except ImportError:
-        inference = None
-    if inference is not None and hasattr(inference, "add_cli"):
-        inference.add_cli(sub)
-    try:
-        from s2ilib import evaluate  # noqa: F401
-    except ImportError:
-        evaluate = None
-    if evaluate is not None and hasattr(evaluate, "add_cli"):
-        evaluate.add_cli(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -159,3 +159,292 @@ def mention_table(ds):
     df = pd.DataFrame(sorted(counts.items()), columns=["attribute", "mentions"])
     df["share_of_captions"] = (df["mentions"] / max(n, 1)).round(3)
     return df
+
+
+# ------------------------------------------------------------------------------------------------
+# 02 encoders
+
+ENCODERS = ("speech_ts", "speech_cls", "text_ts")
+ENCODER_LABELS = {"speech_ts": "speech, teacher-student (ours)",
+                  "speech_cls": "speech, classifier-based", "text_ts": "text, teacher-student"}
+
+
+def teacher_features(ds, cfg: StudyConfig, paths: RunPaths, progress: bool = True):
+    """Frozen teacher's pooled features of every image over several views, cached on disk.
+
+    Returns (n_images, views, D) float32.
+    """
+    from s2ilib.teacher import compute_teacher_features
+
+    e = cfg.encoder
+    cache = paths.data(ds.name) / "teacher" / f"{e.teacher}_v{e.teacher_views}_{e.teacher_image_size}.pt"
+    return compute_teacher_features(ds, e, cache_path=cache, progress=progress)
+
+
+def train_encoder_stage(ds, kind: str, cfg: StudyConfig, paths: RunPaths, teacher_feats,
+                        progress: bool = True) -> dict[str, Any]:
+    """Train (or resume, or load when finished) one encoder of ``ENCODERS`` for ``ds``."""
+    from s2ilib.train_encoder import train_encoder
+
+    return train_encoder(kind, ds, teacher_feats, cfg.encoder, paths.encoder(ds.name, kind),
+                         seed=cfg.seed, progress=progress)
+
+
+def load_embeddings(paths: RunPaths, dataset: str, kind: str) -> dict[str, Any]:
+    """``embeddings.pt`` of a trained encoder (schema in docs/ARCHITECTURE.md)."""
+    import torch
+
+    path = paths.encoder(dataset, kind) / "embeddings.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: encoder {kind!r} not trained; run notebook 02 at this preset")
+    return torch.load(path, weights_only=False)
+
+
+def linear_probe(emb: dict[str, Any], ds, teacher_feats, ridge: float = 1.0) -> dict[str, Any]:
+    """Map embeddings into the teacher's space by ridge regression fitted on TRAINING images only.
+
+    The classifier-based encoder's output is not in the teacher's space, so retrieval against
+    teacher features needs a map; a linear probe fitted on training classes (never on test
+    classes) keeps the comparison with the teacher-student encoder fair and zero-shot.
+    """
+    import torch
+
+    train = set(ds.split("train"))
+    img = emb["image_idx"].numpy()
+    rows = np.flatnonzero([i in train for i in img])
+    x = emb["emb"][rows].double()
+    y = torch.as_tensor(teacher_feats)[img[rows]].double().mean(dim=1)
+    x_mean, y_mean = x.mean(0), y.mean(0)
+    xc = x - x_mean
+    w = torch.linalg.solve(xc.T @ xc + ridge * len(xc) * torch.eye(x.shape[1], dtype=x.dtype), xc.T @ (y - y_mean))
+    projected = ((emb["emb"].double() - x_mean) @ w + y_mean).float()
+    return {**emb, "emb": projected}
+
+
+def encoder_retrieval(ds, paths: RunPaths, teacher_feats, kinds=ENCODERS) -> dict[str, dict[str, dict]]:
+    """Test-class retrieval per encoder and condition: {kind: {condition: {metric: value}}}.
+
+    ``speech_cls`` is evaluated through :func:`linear_probe` (its raw output is not in the
+    teacher's space); the others are evaluated as they are.
+    """
+    from s2ilib.train_encoder import evaluate_retrieval
+
+    out = {}
+    for kind in kinds:
+        emb = load_embeddings(paths, ds.name, kind)
+        if kind == "speech_cls":
+            emb = linear_probe(emb, ds, teacher_feats)
+        out[kind] = evaluate_retrieval(emb, ds, teacher_feats)
+    return out
+
+
+def retrieval_frame(results: dict[str, dict[str, dict]], metrics=("recall@1", "recall@5", "recall@10",
+                                                                   "map_class", "centroid_acc", "ap@50")):
+    """{kind: {condition: {metric}}} -> DataFrame rows (encoder, condition), columns metrics + chance."""
+    import pandas as pd
+
+    rows = []
+    for kind, by_cond in results.items():
+        for cond, m in by_cond.items():
+            row = {"encoder": kind, "condition": cond, "n_queries": m.get("n_queries")}
+            row.update({k: m.get(k) for k in metrics})
+            row.update({f"chance {k}": m.get("chance", {}).get(k) for k in ("recall@10", "map_class")})
+            rows.append(row)
+    return pd.DataFrame(rows).set_index(["encoder", "condition"])
+
+
+def read_log(run_dir: Path, name: str = "log.jsonl"):
+    """A run folder's JSON-lines log as a DataFrame."""
+    import pandas as pd
+
+    path = Path(run_dir) / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no log (stage not run)")
+    return pd.read_json(path, lines=True)
+
+
+def embedding_projection(emb: dict[str, Any], ds, condition: str = "seen", max_classes: int = 10,
+                         method: str = "tsne", seed: int = 0):
+    """2-D projection of test-class embeddings of one condition: DataFrame (x, y, class)."""
+    import pandas as pd
+
+    test = set(ds.split("test"))
+    img = emb["image_idx"].numpy()
+    cond = np.asarray(emb["condition"])
+    rows = np.flatnonzero([(i in test) and c == condition for i, c in zip(img, cond)])
+    classes = sorted({ds.images[img[r]].class_index for r in rows})[:max_classes]
+    rows = [r for r in rows if ds.images[img[r]].class_index in classes]
+    x = emb["emb"][rows].float().numpy()
+    x = x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-8)
+    if method == "tsne" and len(rows) > 10:
+        from sklearn.manifold import TSNE
+
+        xy = TSNE(2, perplexity=min(30, len(rows) // 4), random_state=seed, init="pca").fit_transform(x)
+    else:
+        from sklearn.decomposition import PCA
+
+        xy = PCA(2, random_state=seed).fit_transform(x)
+    names = [ds.class_names.get(ds.classes[ds.images[img[r]].class_index], ds.classes[ds.images[img[r]].class_index])
+             for r in rows]
+    return pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "class": names})
+
+
+# ------------------------------------------------------------------------------------------------
+# 03 generators
+
+# Which encoder's embeddings condition each generator (two_stage reuses the text generator).
+GAN_METHODS = {"one_stage": "speech_ts", "classifier": "speech_cls", "text": "text_ts"}
+
+
+def gan_image_size(cfg: StudyConfig) -> int:
+    return cfg.gan.base_size * 2 ** (cfg.gan.branches - 1)
+
+
+def load_images_uint8(ds, indices, size: int):
+    """uint8 tensor (n, 3, size, size) of the dataset's images at ``indices``."""
+    import torch
+
+    from s2ilib.datasets import load_image
+
+    arrays = [np.asarray(load_image(ds.images[i], size), dtype=np.uint8) for i in indices]
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+
+def fixed_test_rows(emb: dict[str, Any], ds, n: int, seed: int, condition: str = "seen") -> list[int]:
+    """``n`` embedding rows of distinct unseen test classes (the sample grids' fixed conditions)."""
+    rng = np.random.default_rng(seed)
+    test = set(ds.split("test"))
+    img = emb["image_idx"].numpy()
+    cond = np.asarray(emb["condition"])
+    by_class: dict[int, list[int]] = {}
+    for r in np.flatnonzero(cond == condition):
+        if img[r] in test:
+            by_class.setdefault(ds.images[img[r]].class_index, []).append(int(r))
+    classes = sorted(by_class)
+    rng.shuffle(classes)
+    picks = [int(rng.choice(by_class[c])) for c in classes[:n]]
+    while len(picks) < n and classes:  # fewer test classes than n: add more rows of the same classes
+        c = classes[len(picks) % len(classes)]
+        picks.append(int(rng.choice(by_class[c])))
+    return picks
+
+
+def train_generator_stage(ds, method: str, cfg: StudyConfig, paths: RunPaths, progress: bool = True,
+                          n_fixed: int = 16) -> dict[str, Any]:
+    """Train (or resume) the StackGAN-v2 of ``method`` on the training images' embeddings."""
+    import json
+
+    import torch
+
+    from s2ilib.train_gan import train_gan
+
+    if method not in GAN_METHODS:
+        raise ValueError(f"unknown generator method {method!r}; choose one of {sorted(GAN_METHODS)}")
+    kind = GAN_METHODS[method]
+    emb = load_embeddings(paths, ds.name, kind)
+    train = ds.split("train")
+    pos = {img: k for k, img in enumerate(train)}
+    cond = np.asarray(emb["condition"])
+    img = emb["image_idx"].numpy()
+    keep = [r for r in range(len(img)) if img[r] in pos and cond[r] in ("seen", "text")]
+    fixed = fixed_test_rows(emb, ds, n_fixed, cfg.seed, "text" if kind == "text_ts" else "seen")
+    images = load_images_uint8(ds, train, gan_image_size(cfg))
+    out = paths.gan(ds.name, method)
+    summary = train_gan(images, emb["emb"][keep], torch.tensor([pos[img[r]] for r in keep]),
+                        torch.tensor([ds.images[i].class_index for i in train]), cfg.gan, out,
+                        seed=cfg.seed, fixed_cond=emb["emb"][fixed], progress=progress)
+    # What inference needs to go from speech to images with this generator.
+    pipeline = {"dataset": ds.name, "method": method, "encoder": kind,
+                "encoder_dir": str(paths.encoder(ds.name, kind)), "preset": cfg.preset,
+                "fixed_rows": fixed, "fixed_texts": [ds.images[img[r]].captions[int(emb["caption_idx"][r])] for r in fixed],
+                "n_train_images": len(train), "n_conditions": len(keep)}
+    from s2ilib.io import atomic_write_text
+
+    atomic_write_text(out / "pipeline.json", json.dumps(pipeline, indent=2) + "\n")
+    return {**summary, "n_train_images": len(train), "n_conditions": len(keep)}
+
+
+def read_gan_log(run_dir: Path):
+    """GAN log.jsonl as a DataFrame with one ``d_loss_<size>`` column per scale."""
+    df = read_log(run_dir)
+    sizes = json_load(Path(run_dir) / "summary.json").get("sizes") if (Path(run_dir) / "summary.json").is_file() else None
+    d = np.array(df.pop("d_loss").tolist())
+    for k in range(d.shape[1]):
+        df[f"d_loss_{sizes[k] if sizes else k}px"] = d[:, k]
+    return df
+
+
+def json_load(path: Path) -> Any:
+    import json
+
+    return json.loads(Path(path).read_text())
+
+
+def test_utterance_rows(ds, n: int, seed: int, condition: str = "seen") -> list[int]:
+    """``n`` store rows of test utterances from distinct unseen classes (deterministic)."""
+    idx = ds.speech.index
+    rng = np.random.default_rng(seed)
+    rows = idx.index[(idx["split"] == "test") & (idx["condition"] == condition)].to_numpy()
+    by_class: dict[int, list[int]] = {}
+    for r in rows:
+        by_class.setdefault(ds.images[int(idx.at[r, "image_idx"])].class_index, []).append(int(r))
+    classes = sorted(by_class)
+    rng.shuffle(classes)
+    return [int(rng.choice(by_class[c])) for c in classes[:n]]
+
+
+def load_generator_for(paths: RunPaths, dataset: str, method: str):
+    from s2ilib.train_gan import GENERATOR_EMA, load_generator
+
+    path = paths.gan(dataset, method) / GENERATOR_EMA
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: generator {method!r} not trained; run notebook 03 at this preset")
+    return load_generator(path)
+
+
+def speech_embedding_rows(paths: RunPaths, dataset: str, kind: str, store_rows: list[int]):
+    """Embeddings (len(rows), D) of store rows (speech encoders export rows in store order)."""
+    emb = load_embeddings(paths, dataset, kind)
+    return emb["emb"][list(store_rows)]
+
+
+def images_for_utterances(ds, paths: RunPaths, method: str, rows: list[int], n: int = 8, seed: int = 0):
+    """For each store row: uint8 (n, 3, S, S) images from ``n`` noise draws (same noise per row)."""
+    from s2ilib.train_gan import generate
+
+    gen = load_generator_for(paths, ds.name, method)
+    cond = speech_embedding_rows(paths, ds.name, GAN_METHODS[method], rows)
+    return [generate(gen, c, n=n, seed=seed) for c in cond]
+
+
+def matched_vs_shuffled(ds, paths: RunPaths, method: str, rows: list[int], seed: int = 0):
+    """Same noise per column; row 0: matched speech, row 1: speech of another row (a derangement).
+
+    Returns (matched uint8 (k,3,S,S), shuffled uint8 (k,3,S,S), shuffled order).
+    """
+    from s2ilib.train_gan import generate
+
+    gen = load_generator_for(paths, ds.name, method)
+    cond = speech_embedding_rows(paths, ds.name, GAN_METHODS[method], rows)
+    order = np.roll(np.arange(len(rows)), 1)
+    return generate(gen, cond, seed=seed), generate(gen, cond[order], seed=seed), order
+
+
+def inference_latency(gan_dir: Path, text: str, n: int = 8, repeats: int = 3) -> dict[str, float]:
+    """Seconds from a spoken sentence's waveform to ``n`` images (median of ``repeats``), CPU."""
+    import time
+
+    from s2ilib.inference import SpeechToImage
+    from s2ilib.tts import Voice, get_engine
+
+    t0 = time.time()
+    pipe = SpeechToImage(gan_dir)
+    load_s = time.time() - t0
+    wave = get_engine("espeak").synthesize(text, Voice(), sr=16000)
+    times = []
+    for k in range(repeats):
+        t = time.time()
+        pipe.from_wave(wave, n=n, seed=k)
+        times.append(time.time() - t)
+    return {"load_s": round(load_s, 3), "wave_to_images_s": round(float(np.median(times)), 4),
+            "n_images": n, "utterance_s": round(len(wave) / 16000, 2)}
