@@ -16,8 +16,11 @@ $(STAMP): pyproject.toml
 study: $(STAMP)
 	MPLBACKEND=agg $(BIN)/s2i study --preset $(PRESET)
 
+# Unit tests and the study at the smoke preset (tests/test_notebooks.py), then nbval executes the
+# source notebooks in order with their default parameters (preset smoke, runs/smoke, reports/smoke).
 test: $(STAMP)
-	MPLBACKEND=agg $(BIN)/python -m pytest -q -ra
+	MPLBACKEND=agg $(BIN)/python -m pytest -q -ra tests
+	MPLBACKEND=agg $(BIN)/python -m pytest -q -ra --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
 
 clean-runs:
 	rm -rf runs

@@ -66,9 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="small")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. gan.steps=100")
     p.set_defaults(func=cmd_config)
-    from s2ilib import inference  # imports torch: kept out of module import time
+    from s2ilib import evaluate, inference  # import torch: kept out of module import time
 
     inference.add_cli(sub)
+    evaluate.add_cli(sub)
     return parser
 
 

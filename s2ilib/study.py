@@ -448,3 +448,67 @@ def inference_latency(gan_dir: Path, text: str, n: int = 8, repeats: int = 3) ->
         times.append(time.time() - t)
     return {"load_s": round(load_s, 3), "wave_to_images_s": round(float(np.median(times)), 4),
             "n_images": n, "utterance_s": round(len(wave) / 16000, 2)}
+
+
+# ------------------------------------------------------------------------------------------------
+# 04 main results
+
+
+def paper_claims(main: dict[str, dict[str, Any]]):
+    """The paper's Table II claims checked on our results: DataFrame (dataset, claim, ours, other, holds).
+
+    ``main``: {dataset: run_main_evaluation result}. Lower FID is better; higher attribute
+    accuracy is better. Seen-voice speech is compared (the paper used its TTS voices).
+    """
+    import pandas as pd
+
+    def get(res, method, cond, metric):
+        return res.get(method, {}).get(cond, {}).get(metric)
+
+    rows = []
+    for name, res in main.items():
+        one = lambda m: get(res, "one_stage", "seen", m)
+        checks = [
+            ("one-stage FID below two-stage FID", "fid", one("fid"), get(res, "two_stage", "seen", "fid"), "lower"),
+            ("one-stage FID below classifier-based FID", "fid", one("fid"), get(res, "classifier", "seen", "fid"), "lower"),
+            ("one-stage FID close to text upper bound (within 20%)", "fid", one("fid"),
+             get(res, "text", "groundtruth_text", "fid"), "close"),
+            ("one-stage attribute accuracy above two-stage", "attr_acc", one("attr_acc"),
+             get(res, "two_stage", "seen", "attr_acc"), "higher"),
+            ("one-stage attribute accuracy above classifier-based", "attr_acc", one("attr_acc"),
+             get(res, "classifier", "seen", "attr_acc"), "higher"),
+            ("one-stage attribute accuracy above the shuffled-speech floor", "attr_acc", one("attr_acc"),
+             one("attr_acc_shuffled"), "higher"),
+            ("one-stage unseen voices within 20% of seen voices (FID)", "fid",
+             get(res, "one_stage", "unseen", "fid"), one("fid"), "close"),
+        ]
+        for claim, metric, ours, other, rule in checks:
+            if ours is None or other is None:
+                holds = None
+            elif rule == "lower":
+                holds = ours < other
+            elif rule == "higher":
+                holds = ours > other
+            else:
+                holds = abs(ours - other) <= 0.2 * abs(other)
+            rows.append({"dataset": name, "claim": claim, "metric": metric, "ours": ours, "other": other,
+                         "holds": holds})
+    return pd.DataFrame(rows)
+
+
+def method_comparison_grid(examples: list[dict[str, Any]], methods, title: str, path=None):
+    """One row per method (+ the real image), one column per test utterance (same noise per column)."""
+    from s2ilib import plots
+
+    images, captions = [], []
+    order = ["real", *methods]
+    for m in order:
+        for k, ex in enumerate(examples):
+            images.append(ex["real"] if m == "real" else ex["images"][m])
+            label = m if k == 0 else ""
+            if m == "real":
+                label = f"real | {ex['text']}" if k == 0 else ex["text"]
+            elif m == "two_stage":
+                label = f"{label} | asr: {ex.get('transcript', '')}".strip(" |")
+            captions.append(label)
+    return plots.image_grid(images, captions, ncols=len(examples), size=1.6, wrap=30, title=title, path=path)

@@ -1,0 +1,277 @@
+"""Main-table evaluation (s2ilib.evaluate) on a tiny synthetic dataset built in tmp.
+
+Real images standing in for generated ones must score FID ~ 0 and attribute accuracy far above the
+shuffled floor; noise images must score worse. The end-to-end run trains tiny encoders and
+generators for a few steps, with a stub teacher (random projection of pooled pixels) and a stub ASR.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from s2ilib import evaluate as EV
+from s2ilib.config import get_config
+from s2ilib.study import RunPaths, load_images_uint8
+
+SIZE = 32  # GAN output resolution of the tiny generators
+DIM = 16  # teacher / embedding dimension
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    n = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(n)
+
+
+def _study_cfg():
+    cfg = get_config("smoke")
+    cfg.data = dataclasses.replace(cfg.data, birds_train_classes=4, birds_test_classes=2, images_per_class=6,
+                                   captions_per_image=2, workers=1, keep_wav=False, n_train_voices=4,
+                                   n_unseen_voices=2, unseen_voice_fraction=0.5)
+    cfg.eval = dataclasses.replace(cfg.eval, fid_image_size=75, reader_epochs=120, is_head_epochs=5,
+                                   rprec_candidates=5)
+    cfg.gan = dataclasses.replace(cfg.gan, base_size=16, branches=2, gf_dim=4, df_dim=4, z_dim=8, ca_dim=4,
+                                  r_num=1, batch_size=8, steps=1, sample_every=1, ckpt_every=1)
+    cfg.encoder = dataclasses.replace(cfg.encoder, cnn_channels=[4, 4, 4, 8, 8, 8, 8, 8], rnn_hidden=8,
+                                      batch_size=8, max_steps=2, epochs=1, text_epochs=1, val_every=0,
+                                      ckpt_every=0, max_frames=128, bf16=False)
+    return cfg
+
+
+class StubTeacher:
+    """Teacher stand-in: a fixed random projection of 4x4 average-pooled pixels -> (B, DIM)."""
+
+    def __init__(self):
+        self.proj = torch.randn(48, DIM, generator=torch.Generator().manual_seed(0))
+        self.calls = 0
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        x = torch.nn.functional.adaptive_avg_pool2d(images.float() / 255.0, 4).flatten(1)
+        return x @ self.proj
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    from s2ilib.datasets import load_dataset
+    from s2ilib.speech import synthesize_dataset_speech
+    from s2ilib.synth import build_synthetic_dataset
+
+    cfg = _study_cfg()
+    paths = RunPaths.create(tmp_path_factory.mktemp("runs"), tmp_path_factory.mktemp("reports"), "smoke")
+    root = build_synthetic_dataset("synth-birds", paths.data("synth-birds"), cfg.data, seed=3, progress=False)
+    ds = load_dataset(root)
+    ds.speech = synthesize_dataset_speech(ds, root / "speech", cfg.data, 3, progress=False)
+    return ds, cfg, paths
+
+
+@pytest.fixture(scope="module")
+def reader(built):
+    ds, cfg, paths = built
+    return EV.reader_for(ds, paths, SIZE, cfg.eval.reader_epochs, cfg.seed, progress=False)
+
+
+def test_queries_select_test_utterances(built):
+    ds, _, _ = built
+    test = set(ds.split("test"))
+    seen = EV.evaluation_queries(ds, "seen", 0, seed=1)
+    unseen = EV.evaluation_queries(ds, "unseen", 0, seed=1)
+    text = EV.evaluation_queries(ds, "groundtruth_text", 0, seed=1)
+    assert len(seen) == 2 * len(test)  # every caption of every test image, one image per utterance
+    assert set(seen["image_idx"]) == test and (ds.speech.index.loc[seen["row"], "condition"] == "seen").all()
+    assert 0 < unseen["image_idx"].nunique() < len(test)  # unseen voices speak half the test images
+    assert (ds.speech.index.loc[unseen["row"], "condition"] == "unseen").all()
+    assert text[["image_idx", "caption_idx"]].equals(seen[["image_idx", "caption_idx"]])
+    capped = EV.evaluation_queries(ds, "seen", 3, seed=1)
+    assert capped["image_idx"].nunique() == 3 and len(capped) == 6
+    assert capped.equals(EV.evaluation_queries(ds, "seen", 3, seed=1))  # deterministic
+    assert not capped.equals(EV.evaluation_queries(ds, "seen", 3, seed=2))
+    assert len(EV.evaluation_queries(ds, "seen", 3, seed=1, images_per_caption=2)) == 12
+    with pytest.raises(EV.EvaluationError, match="unknown condition"):
+        EV.evaluation_queries(ds, "noisy", 0)
+
+
+def _ctx(ds, paths, cfg, reader, teacher=None):
+    real = EV.real_test_features(ds, paths, SIZE, cfg.eval.fid_image_size, progress=False)
+    head = EV.is_head_for(ds, paths, real, cfg.eval, SIZE, cfg.eval.fid_image_size, cfg.seed)
+    return EV.EvalContext(real, cfg.eval.fid_image_size, head, reader, teacher, rprec_candidates=5, seed=0,
+                          progress=False)
+
+
+def test_frechet_distance_matches_torchmetrics():
+    from s2ilib.metrics import fid_from_features
+
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(40, 24, generator=g)
+    for fake in (torch.randn(30, 24, generator=g) * 1.5 + 0.3, torch.randn(90, 24, generator=g) + 1.0, real):
+        for r in (real, torch.randn(200, 24, generator=g)):  # N < D path and D-space path
+            assert EV.frechet_distance(r, fake) == pytest.approx(fid_from_features(r, fake), rel=1e-6, abs=1e-6)
+    assert EV.frechet_distance(real, real) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_real_images_score_well_and_noise_badly(built, reader):
+    ds, cfg, paths = built
+    q = EV.evaluation_queries(ds, "seen", 0, seed=0)
+    real_imgs = load_images_uint8(ds, q["image_idx"].tolist(), SIZE)
+    noise = torch.randint(0, 256, real_imgs.shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    teacher = StubTeacher()
+    judge = teacher.features(real_imgs)  # a perfect judge: the caption embedding = the image's features
+    ctx = _ctx(ds, paths, cfg, reader, teacher)
+    labels = torch.tensor(q["image_idx"].to_numpy())
+    kw = dict(judges={"r_precision": judge}, image_labels=labels)
+    good, tim = EV.evaluate_images(lambda s, e: real_imgs[s:e], len(q), ctx, **kw)
+    bad, _ = EV.evaluate_images(lambda s, e: noise[s:e], len(q), ctx, mentions=EV.query_mentions(ds, q), **kw)
+    # Each real test image twice (one per caption) against each once: same mean and nearly the same
+    # covariance, so FID is small; noise is far away.
+    assert good["n_images"] == len(q) and good["n_real"] == len(ds.split("test"))
+    assert good["fid"] < 1.0 and bad["fid"] > 50 * max(good["fid"], 1.0), (good["fid"], bad["fid"])
+    assert good["kid"] < bad["kid"]
+    assert good["r_precision"] == 1.0 and good["r_precision_candidates"] == 5
+    assert bad["r_precision"] < 0.7
+    assert 1.0 <= good["is"] <= 2.0 + 1e-6  # two test classes
+    assert set(tim) >= {"generate", "inception", "teacher", "fid", "kid", "is", "r_precision"}
+    # Attribute accuracy: real training images (the reader's own classes, so it reads them well) with
+    # the mentions of their captions, against shuffled mentions and against noise images.
+    train_q = [(i, c) for i in ds.split("train") for c in range(len(ds.images[i].captions))]
+    import pandas as pd
+
+    tq = pd.DataFrame(train_q, columns=["image_idx", "caption_idx"])
+    train_imgs = load_images_uint8(ds, tq["image_idx"].tolist(), SIZE)
+    mentions = EV.query_mentions(ds, tq)
+    no_fid = dataclasses.replace(ctx, real_feats=None)  # attribute accuracy only
+    real_attr, tim = EV.evaluate_images(lambda s, e: train_imgs[s:e], len(tq), no_fid, mentions=mentions)
+    assert real_attr["attr_acc"] > real_attr["attr_acc_shuffled"] + 0.2, real_attr
+    assert real_attr["attr_acc"] > bad["attr_acc"] + 0.2, (real_attr, bad)
+    assert real_attr["n_mentions"] > len(tq) and "reader" in tim and "inception" not in tim
+    assert "fid" not in real_attr and "r_precision" not in real_attr
+
+
+def test_tables_and_markdown(tmp_path):
+    res = {"one_stage": {"seen": {"fid": 10.0, "is": 2.0, "n_images": 20, "n_real": 10,
+                                  "attr_per_attribute": {"head": 0.5}},
+                         "unseen": {"fid": 12.0, "is": 1.9, "n_images": 8, "n_real": 10}},
+           "text": {"groundtruth_text": {"fid": 8.0, "n_images": 20, "n_real": 10}},
+           "two_stage": {"seen": {"fid": 11.0, "wer": 0.4, "n_images": 20, "n_real": 10}},
+           "reader": {"real_test_attr_acc": 0.9, "real_test_attr_acc_shuffled": 0.3, "holdout_mean": 0.8,
+                      "n_real": 10},
+           "is_head": {"holdout_accuracy": 1.0, "n_holdout": 4}, "timings": {"total_s": 1.0}}
+    df = EV.main_table_long({"synth-birds": res, "synth-flowers": res})
+    assert list(df.columns) == ["dataset", "method", "condition", "metric", "value", "n_images"]
+    assert len(df) == 2 * (7 + 4)  # 7 method metrics + 4 references per dataset
+    assert df.query("dataset == 'synth-birds' and method == 'one_stage' and condition == 'unseen' "
+                    "and metric == 'fid'")["n_images"].item() == 8
+    wide = EV.main_table_wide(df)
+    assert list(wide.index.get_level_values("method")[:4]) == ["one_stage", "one_stage", "two_stage", "text"]
+    assert wide.loc[("synth-birds", "two_stage", "seen"), "wer"] == 0.4
+    out = EV.write_tables(df, tmp_path)
+    md = out["md"].read_text().splitlines()
+    assert md[0].startswith("| dataset | method | condition | n_images | fid |") and len(md) == 2 + len(wide)
+    assert "| synth-birds | text | groundtruth_text | 20 | 8.000 |" in out["md"].read_text()
+    assert len(__import__("pandas").read_csv(out["long_csv"])) == len(df)
+
+
+def _cli(argv):
+    """``s2i read-attributes`` through a parser that registers it as s2ilib.cli does (evaluate.add_cli)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="s2i")
+    EV.add_cli(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_read_attributes_cli(built, reader, tmp_path, capsys):
+    from PIL import Image
+
+    main = _cli
+
+    ds, cfg, paths = built
+    run_root = paths.run.parent
+    img_path = tmp_path / "bird.png"
+    Image.open(ds.images[0].path).save(img_path)
+    assert main(["read-attributes", "--dataset", "synth-birds", "--run-root", str(run_root), "--preset", "smoke",
+                 str(img_path)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    obj = json.loads(lines[0])
+    assert obj["image"] == str(img_path) and set(obj["attributes"]) == set(ds.vocabulary)
+    head = obj["attributes"]["head"]
+    assert head["value"] in ds.vocabulary["head"] and 0.0 < head["prob"] <= 1.0
+    assert main(["read-attributes", "--dataset", "synth-flowers", "--run-root", str(run_root), "--preset", "smoke",
+                 str(img_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no trained attribute reader" in err and EV.EVAL_NOTEBOOK in err
+
+
+class StubASR:
+    """Drops the last word of the caption: WER = 1 / (words in caption) per utterance."""
+
+    def __init__(self, ds):
+        self.texts = {i: str(t) for i, t in enumerate(ds.speech.index["text"])}
+        self.calls = 0
+
+    def transcribe(self, wave):
+        self.calls += 1
+        return self.texts[int(wave[0])].rsplit(" ", 1)[0]
+
+
+def _train_models(ds, cfg, paths):
+    from s2ilib.train_encoder import train_encoder
+    from s2ilib.train_gan import train_gan
+
+    teacher = torch.randn(len(ds.images), 1, DIM, generator=torch.Generator().manual_seed(1))
+    for kind in ("speech_ts", "speech_cls", "text_ts"):
+        train_encoder(kind, ds, teacher, cfg.encoder, paths.encoder(ds.name, kind), seed=0, progress=False)
+    train = ds.split("train")
+    images = load_images_uint8(ds, train, SIZE)
+    classes = torch.tensor([ds.images[i].class_index for i in train])
+    pos = {i: k for k, i in enumerate(train)}
+    for method, kind in (("one_stage", "speech_ts"), ("classifier", "speech_cls"), ("text", "text_ts")):
+        emb = torch.load(paths.encoder(ds.name, kind) / "embeddings.pt", weights_only=False)
+        keep = [r for r, i in enumerate(emb["image_idx"].tolist()) if i in pos]
+        train_gan(images, emb["emb"][keep], torch.tensor([pos[int(emb["image_idx"][r])] for r in keep]), classes,
+                  cfg.gan, paths.gan(ds.name, method), seed=0, progress=False)
+
+
+@pytest.mark.slow
+def test_run_main_evaluation_end_to_end(built, reader):
+    ds, cfg, paths = built
+    _train_models(ds, cfg, paths)
+    asr = StubASR(ds)
+    speak = lambda ds_, row: np.array([row], dtype=np.float32)  # the stub ASR looks the row up
+    teacher = StubTeacher()
+    res = EV.run_main_evaluation(ds, cfg, paths, progress=False, teacher=teacher, transcriber=asr, speak=speak)
+    n_seen = len(EV.evaluation_queries(ds, "seen", 0, cfg.seed))
+    assert set(res["one_stage"]) == {"seen", "unseen"} and set(res["text"]) == {"groundtruth_text"}
+    for method in EV.METHODS:
+        for cond, m in res[method].items():
+            assert m["n_images"] > 1 and m["n_real"] == len(ds.split("test"))
+            assert m["fid"] >= 0 and 0 <= m["attr_acc"] <= 1 and 0 <= m["r_precision"] <= 1, (method, cond, m)
+    assert res["one_stage"]["seen"]["n_images"] == n_seen
+    assert "r_precision_speech" in res["text"]["groundtruth_text"]
+    # two_stage: WER of the stub ASR (one deleted word per caption) recorded per condition
+    words = np.array([len(t.split()) for t in EV.evaluation_queries(ds, "seen", 0, cfg.seed)["text"]])
+    assert res["asr"]["wer"]["seen"] == pytest.approx(len(words) / words.sum(), rel=1e-6)
+    assert res["two_stage"]["unseen"]["wer"] == res["asr"]["wer"]["unseen"] > 0
+    assert asr.calls == n_seen + res["two_stage"]["unseen"]["n_images"]
+    assert (paths.eval(ds.name) / "transcripts_seen.csv").is_file()
+    assert res["reader"]["real_test_attr_acc"] > res["reader"]["real_test_attr_acc_shuffled"]
+    assert res["is_head"]["n_classes"] == 2
+    per1k = res["timings"]["per_1000_images"]
+    assert per1k["inception"] > 0 and per1k["asr"] > 0
+    # Rerun: cache hit (no image is scored, no utterance transcribed)
+    calls = teacher.calls
+    again = EV.run_main_evaluation(ds, cfg, paths, progress=False, teacher=teacher, transcriber=asr, speak=speak)
+    assert again == res and teacher.calls == calls and asr.calls == n_seen + res["two_stage"]["unseen"]["n_images"]
+    df = EV.main_table_long({ds.name: res})
+    assert set(df["method"]) == {*EV.METHODS, "real"} and df["value"].notna().all()
+    # Side-by-side rows: every method's image for the same utterances (transcripts from the cache)
+    rows = EV.example_rows(ds, paths, n=3, seed=0, transcriber=asr, speak=speak)
+    assert len(rows) == 3 and len({r["image_idx"] for r in rows}) == 3
+    assert set(rows[0]["images"]) == set(EV.METHODS) and rows[0]["real"].shape == (3, SIZE, SIZE)
+    assert rows[0]["transcript"] == rows[0]["text"].rsplit(" ", 1)[0]

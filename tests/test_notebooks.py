@@ -1,0 +1,109 @@
+"""The study at the smoke preset, run headlessly through the runner, and the runner's refusals.
+
+Asserts on the files the notebooks write (results.json, tables, figures), not on cell output.
+"""
+import json
+
+import nbformat
+import pytest
+
+from s2ilib.config import get_config
+from s2ilib.runner import StudyError, run_notebook, run_study, study_notebooks
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def smoke_study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("study")
+    report = run_study(preset="smoke", run_root=root / "runs", report_root=root / "reports", progress=False)
+    return report, root / "runs" / "smoke", json.loads((report / "results.json").read_text())
+
+
+def test_every_notebook_ran_and_was_recorded(smoke_study):
+    report, _, results = smoke_study
+    books = study_notebooks()
+    assert [b.stem for b in books][:3] == ["01_data_synthesis", "02_speech_encoder", "03_gan_training"]
+    for nb in books:
+        assert (report / nb.name).is_file()
+        assert results["notebooks"][nb.stem]["status"] == "ok"
+    env = results["environment"]
+    assert env["packages"]["torch"].startswith("2.") and "commit" in env and env["device"]
+
+
+def test_data_section_matches_the_smoke_config(smoke_study):
+    report, run, results = smoke_study
+    cfg = get_config("smoke")
+    birds = results["data"]["synth-birds"]
+    assert birds["classes_train"] == cfg.data.birds_train_classes
+    assert birds["classes_test"] == cfg.data.birds_test_classes
+    n_images = (cfg.data.birds_train_classes + cfg.data.birds_test_classes) * cfg.data.images_per_class
+    assert birds["images_train"] + birds["images_test"] == n_images
+    assert birds["captions"] == n_images * cfg.data.captions_per_image == birds["utterances_seen"]
+    assert birds["utterances_unseen"] == birds["images_test"] * cfg.data.captions_per_image
+    assert birds["voices_train"] == 24 and birds["voices_unseen"] == 6
+    assert 0 < birds["hours_speech"] < 1 and birds["seed"] == 1234 and birds["config"]["image_size"] == 64
+    flowers = results["data"]["synth-flowers"]
+    assert flowers["classes_train"] == cfg.data.flowers_train_classes
+    for name in ("synth-birds", "synth-flowers"):
+        assert (report / "figures" / f"01_{name}_grid.png").stat().st_size > 10_000
+        assert (run / "data" / name / "speech" / "features.npy").is_file()
+
+
+def test_encoder_section(smoke_study):
+    report, run, results = smoke_study
+    cfg = get_config("smoke")
+    for name in ("synth-birds", "synth-flowers"):
+        enc = results["encoders"][name]
+        for kind in ("speech_ts", "speech_cls"):
+            for cond in ("seen", "unseen"):
+                m = enc[kind][cond]
+                assert 0.0 <= m["recall@1"] <= m["recall@5"] <= m["recall@10"] <= 1.0
+                assert m["n_queries"] > 0
+            assert enc[kind]["steps"] == cfg.encoder.max_steps
+        assert "text" in enc["text_ts"]
+        assert (run / "encoders" / name / "speech_ts" / "embeddings.pt").is_file()
+    assert (report / "02_encoder_retrieval.csv").is_file()
+
+
+def test_generator_section(smoke_study):
+    report, run, results = smoke_study
+    cfg = get_config("smoke")
+    for name in ("synth-birds", "synth-flowers"):
+        for method in ("one_stage", "classifier", "text"):
+            g = results["generators"][name][method]
+            assert g["steps"] == cfg.gan.steps and g["sizes"] == [16, 32]
+            assert (run / "gan" / name / method / "generator_ema.pt").is_file()
+        assert results["generators"][name]["one_stage"]["latency"]["wave_to_images_s"] > 0
+        assert (report / "figures" / f"03_{name}_fig3.png").is_file()
+
+
+def _notebook(path, params_src, body_src):
+    nb = nbformat.v4.new_notebook()
+    p = nbformat.v4.new_code_cell(params_src)
+    p.metadata["tags"] = ["parameters"]
+    nb.cells = [p, nbformat.v4.new_code_cell(body_src)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+def test_runner_refuses_undeclared_parameters(tmp_path):
+    nb = _notebook(tmp_path / "01_x.ipynb", "preset = 'smoke'", "x = 1")
+    with pytest.raises(StudyError, match=r"does not declare parameter\(s\) \['bogus'\]"):
+        run_notebook(nb, tmp_path / "out.ipynb", {"bogus": 1}, progress=False)
+    with pytest.raises(StudyError, match="no selected notebook declares"):
+        run_study("smoke", run_root=tmp_path, report_root=tmp_path, parameters={"bogus": 1},
+                  only=["01"], progress=False)
+
+
+def test_runner_names_the_failing_notebook_and_cell(tmp_path):
+    books = tmp_path / "nbs"
+    books.mkdir()
+    _notebook(books / "01_fails.ipynb", "preset = 'smoke'\nseed = 0\nrun_root = ''\nreport_dir = ''",
+              "raise ValueError('boom')")
+    with pytest.raises(StudyError, match=r"01_fails.ipynb failed in cell 2 .*ValueError: boom"):
+        run_study("smoke", run_root=tmp_path / "r", report_root=tmp_path / "rep", notebook_dir=books,
+                  progress=False)
+    results = json.loads((tmp_path / "rep" / "smoke" / "results.json").read_text())
+    assert results["notebooks"]["01_fails"]["status"] == "failed"
