@@ -16,11 +16,10 @@ $(STAMP): pyproject.toml
 study: $(STAMP)
 	MPLBACKEND=agg $(BIN)/s2i study --preset $(PRESET)
 
-# Unit tests and the study at the smoke preset (tests/test_notebooks.py), then nbval executes the
-# source notebooks in order with their default parameters (preset smoke, runs/smoke, reports/smoke).
+# Unit tests, then the study at the smoke preset through the runner (tests/test_notebooks.py),
+# whose executed notebooks nbval re-executes.
 test: $(STAMP)
-	MPLBACKEND=agg $(BIN)/python -m pytest -q -ra tests
-	MPLBACKEND=agg $(BIN)/python -m pytest -q -ra --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
+	MPLBACKEND=agg $(BIN)/python -m pytest -q -ra --durations=15 tests
 
 clean-runs:
 	rm -rf runs

@@ -22,6 +22,7 @@ same weights run on small inputs, which is useful for smoke tests only.
 """
 from __future__ import annotations
 
+import math
 import functools
 import importlib.util
 import re
@@ -211,6 +212,35 @@ def fid_from_features(real_feats: torch.Tensor, fake_feats: torch.Tensor) -> flo
     metric.update(fake_feats.double(), real=False)
     # Tiny negative values are round-off of a zero distance.
     return max(float(metric.compute()), 0.0)
+
+
+def frechet_distance(real_feats: torch.Tensor, fake_feats: torch.Tensor) -> float:
+    """FID ||mu_r - mu_f||^2 + tr(S_r + S_f - 2 (S_r S_f)^(1/2)) of (N, D) and (M, D) features, float64.
+
+    Same value as :func:`fid_from_features` (torchmetrics; tested) without the general D x D
+    non-symmetric eigen-decomposition torchmetrics uses (15 s at D = 2048 on 2 cores): with centred
+    data A = (X_r - mu_r) / sqrt(N - 1), B = (X_f - mu_f) / sqrt(M - 1), S_r = A^T A, S_f = B^T B and
+    tr (S_r S_f)^(1/2) is the nuclear norm of A B^T (N x M), exact and cheap when N or M < D;
+    otherwise sum sqrt(eig(S_r^(1/2) S_f S_r^(1/2))) with symmetric eigen-solvers.
+    """
+    if real_feats.dim() != 2 or fake_feats.dim() != 2 or real_feats.shape[1] != fake_feats.shape[1]:
+        raise ValueError(f"frechet_distance: expected (N, D) and (M, D), got {tuple(real_feats.shape)} "
+                         f"and {tuple(fake_feats.shape)}")
+    if len(real_feats) < 2 or len(fake_feats) < 2:
+        raise ValueError("frechet_distance: at least 2 real and 2 fake samples are needed")
+    x, y = real_feats.double(), fake_feats.double()
+    mu_x, mu_y = x.mean(0), y.mean(0)
+    a = (x - mu_x) / math.sqrt(len(x) - 1)
+    b = (y - mu_y) / math.sqrt(len(y) - 1)
+    if min(len(a), len(b)) <= a.shape[1]:
+        cross = torch.linalg.svdvals(a @ b.T).sum()
+    else:
+        s_x, s_y = a.T @ a, b.T @ b
+        vals, vecs = torch.linalg.eigh(s_x)
+        root = (vecs * vals.clamp_min(0).sqrt()) @ vecs.T
+        cross = torch.linalg.eigvalsh(root @ s_y @ root).clamp_min(0).sqrt().sum()
+    fid = (mu_x - mu_y).square().sum() + a.square().sum() + b.square().sum() - 2 * cross
+    return max(float(fid), 0.0)  # tiny negative values are round-off of a zero distance
 
 
 def kid_from_features(real_feats: torch.Tensor, fake_feats: torch.Tensor, subset_size: int = 1000,

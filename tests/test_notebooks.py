@@ -107,3 +107,17 @@ def test_runner_names_the_failing_notebook_and_cell(tmp_path):
                   progress=False)
     results = json.loads((tmp_path / "rep" / "smoke" / "results.json").read_text())
     assert results["notebooks"]["01_fails"]["status"] == "failed"
+
+
+def test_nbval_reexecutes_the_executed_notebooks(smoke_study):
+    """nbval (lax) reruns the executed copies; their injected parameters point at the same run
+    folder, so every stage is a cache hit and the rerun checks that the notebooks run again cleanly."""
+    import subprocess
+    import sys
+
+    report, _, _ = smoke_study
+    books = sorted(str(p) for p in report.glob("[0-9][0-9]_*.ipynb"))
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "--nbval-lax", "--nbval-current-env",
+                           "-p", "no:cacheprovider", *books], capture_output=True, text=True, cwd=report)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout and " failed" not in proc.stdout
