@@ -17,6 +17,9 @@ from s2ilib.results import environment_info, now, record
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 COMMON_PARAMETERS = ("preset", "seed", "run_root", "report_dir")
+# The kernel's environment: headless plotting, and progress bars that update every 10 s so the
+# executed notebooks in reports/ do not fill with thousands of progress lines.
+_KERNEL_ENV = {"MPLBACKEND": "agg", "TQDM_MININTERVAL": "10"}
 
 
 class StudyError(RuntimeError):
@@ -59,8 +62,8 @@ def run_notebook(notebook: Path, output: Path, parameters: dict[str, Any], timeo
         raise StudyError(f"{notebook.name} does not declare parameter(s) {unknown}; "
                          f"it declares {sorted(declared)}")
     output.parent.mkdir(parents=True, exist_ok=True)
-    env_backup = os.environ.get("MPLBACKEND")
-    os.environ["MPLBACKEND"] = "agg"  # headless-safe plotting in the kernel
+    env_backup = {k: os.environ.get(k) for k in _KERNEL_ENV}
+    os.environ.update(_KERNEL_ENV)
     t0 = time.time()
     try:
         pm.execute_notebook(str(notebook), str(output), parameters=parameters, cwd=str(notebook.parent),
@@ -71,10 +74,11 @@ def run_notebook(notebook: Path, output: Path, parameters: dict[str, Any], timeo
                          f"(execution count {exc.exec_count}): {exc.ename}: {exc.evalue}\n"
                          f"executed copy with the traceback: {output}") from exc
     finally:
-        if env_backup is None:
-            os.environ.pop("MPLBACKEND", None)
-        else:
-            os.environ["MPLBACKEND"] = env_backup
+        for key, value in env_backup.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     return time.time() - t0
 
 
