@@ -249,7 +249,10 @@ def test_run_main_evaluation_end_to_end(built, reader):
     speak = lambda ds_, row: np.array([row], dtype=np.float32)  # the stub ASR looks the row up
     teacher = StubTeacher()
     res = EV.run_main_evaluation(ds, cfg, paths, progress=False, teacher=teacher, transcriber=asr, speak=speak)
-    n_seen = len(EV.evaluation_queries(ds, "seen", 0, cfg.seed))
+    ev = cfg.eval
+    seen_q = EV.evaluation_queries(ds, "seen", ev.max_eval_images, cfg.seed, ev.images_per_caption,
+                                   ev.captions_per_image)
+    n_seen = len(seen_q)
     assert set(res["one_stage"]) == {"seen", "unseen"} and set(res["text"]) == {"groundtruth_text"}
     for method in EV.METHODS:
         for cond, m in res[method].items():
@@ -258,7 +261,7 @@ def test_run_main_evaluation_end_to_end(built, reader):
     assert res["one_stage"]["seen"]["n_images"] == n_seen
     assert "r_precision_speech" in res["text"]["groundtruth_text"]
     # two_stage: WER of the stub ASR (one deleted word per caption) recorded per condition
-    words = np.array([len(t.split()) for t in EV.evaluation_queries(ds, "seen", 0, cfg.seed)["text"]])
+    words = np.array([len(t.split()) for t in seen_q["text"]])
     assert res["asr"]["wer"]["seen"] == pytest.approx(len(words) / words.sum(), rel=1e-6)
     assert res["two_stage"]["unseen"]["wer"] == res["asr"]["wer"]["unseen"] > 0
     assert asr.calls == n_seen + res["two_stage"]["unseen"]["n_images"]

@@ -121,3 +121,30 @@ def test_nbval_reexecutes_the_executed_notebooks(smoke_study):
                            "-p", "no:cacheprovider", *books], capture_output=True, text=True, cwd=report)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout and " failed" not in proc.stdout
+
+
+def test_s2i_generate_on_good_and_bad_audio(smoke_study, tmp_path, capsys):
+    """`s2i generate` from a stereo 44.1 kHz recording, from --say, and a clear error for bad audio."""
+    import numpy as np
+    import soundfile as sf
+
+    from s2ilib.cli import main
+    from s2ilib.tts import Voice, get_engine
+
+    _, run, _ = smoke_study
+    model = run / "gan" / "synth-birds" / "one_stage"
+    wave = get_engine("espeak").synthesize("this bird has a red head and a white belly", Voice(), sr=44100)
+    sf.write(tmp_path / "stereo.wav", np.stack([wave, 0.5 * wave], axis=1), 44100)
+    assert main(["generate", "--model", str(model), "--wav", str(tmp_path / "stereo.wav"), "--n", "4",
+                 "--out", str(tmp_path / "a.png")]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["n"] == 4 and out["size"] == 32 and (tmp_path / "a.png").stat().st_size > 500
+    assert main(["generate", "--model", str(model), "--say", "a blue bird with a long black beak",
+                 "--seed", "3", "--out", str(tmp_path / "b.png")]) == 0
+    (tmp_path / "empty.wav").write_bytes(b"")
+    assert main(["generate", "--model", str(model), "--wav", str(tmp_path / "empty.wav"),
+                 "--out", str(tmp_path / "c.png")]) == 1
+    err = capsys.readouterr().err
+    assert "empty.wav" in err and not (tmp_path / "c.png").exists()
+    assert main(["generate", "--model", str(tmp_path), "--say", "hello", "--out", str(tmp_path / "d.png")]) == 1
+    assert "pipeline.json" in capsys.readouterr().err
