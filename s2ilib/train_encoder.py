@@ -33,6 +33,7 @@ from s2ilib.checkpoint import load_checkpoint, save_checkpoint
 from s2ilib.encoders import ClassifierEncoder, SpeechEncoder, TextEncoder, Tokenizer
 from s2ilib.io import atomic_write_text, seed_everything, torch_save_atomic
 from s2ilib.losses import TeacherStudentLoss
+from s2ilib.results import append_jsonl
 from s2ilib.retrieval import retrieval_metrics
 
 KINDS = ("speech_ts", "speech_cls", "text_ts")
@@ -310,11 +311,6 @@ def _check_same_run(path: Path, new: dict) -> None:
                                 f"(differs in {others + diff}); use a new out_dir or delete it")
 
 
-def _append_jsonl(path: Path, record: dict) -> None:
-    with open(path, "a") as fh:
-        fh.write(json.dumps(record) + "\n")
-
-
 def _truncate_jsonl(path: Path, max_step: int) -> None:
     """Drop log lines written after the checkpoint we resume from (they will be redone)."""
     if not path.is_file():
@@ -357,12 +353,12 @@ def _train_loop(run: _Run, p: _Progress, out: Path, resolved: dict, stop_at: int
             terms = run.step(batches[p.pos], p.step)
             p.train_seconds += time.perf_counter() - t0
             p.step, p.pos = p.step + 1, p.pos + 1
-            _append_jsonl(out / "log.jsonl", {"step": p.step, "epoch": p.epoch, "lr": run.opt.param_groups[0]["lr"],
+            append_jsonl(out / "log.jsonl", {"step": p.step, "epoch": p.epoch, "lr": run.opt.param_groups[0]["lr"],
                                               "time_s": round(p.train_seconds, 3), **terms})
             bar.update(1)
             bar.set_postfix(loss=f"{terms['total']:.4f}")
             if cfg.val_every > 0 and p.step % cfg.val_every == 0:
-                _append_jsonl(out / "metrics.jsonl", {"step": p.step, "split": "val", **run.validate()})
+                append_jsonl(out / "metrics.jsonl", {"step": p.step, "split": "val", **run.validate()})
             if cfg.ckpt_every > 0 and p.step % cfg.ckpt_every == 0:
                 _save(run, out / "checkpoint.pt", p, resolved)
             if stop_at and p.step >= stop_at:
@@ -430,13 +426,13 @@ def train_encoder(kind: str, dataset: Any, teacher_feats: torch.Tensor, cfg: Any
 def _final_outputs(run: _Run, out: Path, step: int, progress: bool) -> dict:
     """Last validation, embeddings.pt and test retrieval per condition (into metrics.jsonl)."""
     val = run.validate()
-    _append_jsonl(out / "metrics.jsonl", {"step": step, "split": "val", **val})
+    append_jsonl(out / "metrics.jsonl", {"step": step, "split": "val", **val})
     emb = export_embeddings(run.model, run.kind, run.dataset, out / "embeddings.pt", tokenizer=run.tokenizer,
                             batch_size=run.cfg.batch_size, bf16=run.cfg.bf16, progress=progress)
     # speech_cls embeddings are not in the teacher's space: retrieval against it means nothing
     test = evaluate_retrieval(emb, run.dataset, run.teacher) if run.kind != "speech_cls" else {}
     for cond, m in test.items():
-        _append_jsonl(out / "metrics.jsonl", {"step": step, "split": "test", "condition": cond, **m})
+        append_jsonl(out / "metrics.jsonl", {"step": step, "split": "test", "condition": cond, **m})
     return {"val": val, "test": test}
 
 
