@@ -185,7 +185,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
         # Evaluation on a subset: 50 test images x 2 captions per condition keeps notebook 04 (FID
         # Inception at 299 px, ~0.2 s/image; Whisper ASR ~0.6 s/utterance) near 15 min on 2 cores.
-        "eval": {"reader_epochs": 10, "is_head_epochs": 20, "max_eval_images": 50,
+        "eval": {"reader_epochs": 30, "is_head_epochs": 20, "max_eval_images": 50,
                  "captions_per_image": 2},
     },
     "smoke": {
