@@ -501,11 +501,18 @@ def _default_teacher(cfg):
                    device="cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _load_embeddings(paths, name: str, kind: str) -> dict[str, Any]:
-    path = paths.encoder(name, kind) / "embeddings.pt"
-    if not path.is_file():
-        raise EvaluationError(f"{path}: encoder {kind!r} not trained; run notebook 02 at this preset")
-    return torch.load(path, map_location="cpu", weights_only=False)
+def _embedding_cache(paths, name: str) -> Callable[[str], dict[str, Any]]:
+    """``kind -> embeddings.pt`` of the dataset's encoders, each file read once."""
+    from s2ilib.study import load_embeddings
+
+    embs: dict[str, dict] = {}
+
+    def get(kind: str) -> dict[str, Any]:
+        if kind not in embs:
+            embs[kind] = load_embeddings(paths, name, kind)
+        return embs[kind]
+
+    return get
 
 
 def _load_gen(paths, name: str, method: str, device: str):
@@ -584,8 +591,7 @@ def run_main_evaluation(ds, cfg, paths, methods: Sequence[str] = METHODS, progre
     teacher = teacher if teacher is not None else _default_teacher(cfg)
     ctx = EvalContext(real, ev.fid_image_size, head, reader, teacher, ev.rprec_candidates, cfg.seed,
                       progress=progress, device=device)
-    embs: dict[str, dict] = {}
-    emb_cache = lambda kind: embs.setdefault(kind, _load_embeddings(paths, name, kind))
+    emb_cache = _embedding_cache(paths, name)
     asr = {"transcriber": transcriber, "speak": speak}
 
     results: dict[str, Any] = {m: {} for m in methods}
@@ -757,8 +763,7 @@ def example_rows(ds, paths, methods: Sequence[str] = METHODS, n: int = 6, seed: 
     first = q.groupby("image_idx", sort=False).head(1)  # one utterance per test image
     pick = np.random.default_rng([seed, 9]).permutation(len(first))[:n]
     q = first.iloc[np.sort(pick)].reset_index(drop=True)
-    embs: dict[str, dict] = {}
-    emb_cache = lambda kind: embs.setdefault(kind, _load_embeddings(paths, ds.name, kind))
+    emb_cache = _embedding_cache(paths, ds.name)
     rows = [{"utt_id": str(r.utt_id), "image_idx": int(r.image_idx), "text": str(r.text), "voice": str(r.voice),
              "images": {}} for r in q.itertuples()]
     size = None

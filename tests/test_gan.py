@@ -16,12 +16,7 @@ def no_init(monkeypatch):
     monkeypatch.setattr("s2ilib.gan.init_weights", lambda module: None)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("preset,sizes", [("smoke", [16, 32]), ("small", [32, 64]), ("paper", [64, 128, 256])])

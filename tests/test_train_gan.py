@@ -13,12 +13,7 @@ from s2ilib.train_gan import (GanCheckpointError, GanDataError, WrongImageSample
                               epoch_order, generate, image_pyramid, load_generator, train_gan)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_cfg(**overrides):
