@@ -130,12 +130,14 @@ def train_attribute_reader(images_uint8: torch.Tensor, attributes: list[dict[str
                            vocabulary: dict[str, list[str]], epochs: int = 30, seed: int = 0,
                            out_path: str | Path | None = None, progress: bool = True, image_size: int = 64,
                            width: int = 32, batch_size: int = 64, lr: float = 2e-3, holdout: float = 0.2,
-                           bf16: bool = True) -> tuple[AttributeReader, dict[str, Any]]:
+                           bf16: bool = True, extra_report: dict[str, Any] | None = None
+                           ) -> tuple[AttributeReader, dict[str, Any]]:
     """Train the reader on real images (N, 3, H, W) uint8 with their ground-truth ``attributes``.
 
     A random ``holdout`` fraction of the images is never trained on; the report gives per-attribute
     held-out accuracy (the ceiling of the attribute-accuracy metric), the majority-class chance
-    level on the same images, sizes and the training time. Saved to ``out_path`` when given.
+    level on the same images, sizes and the training time, plus ``extra_report`` (e.g. how the
+    images were prepared). Saved to ``out_path`` when given.
     """
     if len(images_uint8) != len(attributes):
         raise ValueError(f"train_attribute_reader: {len(images_uint8)} images but {len(attributes)} attribute dicts")
@@ -166,7 +168,8 @@ def train_attribute_reader(images_uint8: torch.Tensor, attributes: list[dict[str
             sched.step()
     train_s = time.time() - t0
     report = _reader_report(reader, x, y, tr, ho)
-    report.update({"epochs": epochs, "seed": seed, "train_seconds": train_s, "image_size": image_size, "width": width})
+    report.update({"epochs": epochs, "seed": seed, "train_seconds": train_s, "image_size": image_size, "width": width,
+                   **(extra_report or {})})
     reader.report = report
     if out_path is not None:
         save_attribute_reader(reader, out_path)

@@ -40,6 +40,7 @@ Results go to ``runs/<preset>/eval/<dataset>/main.json`` (cached by configuratio
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -223,23 +224,40 @@ def _keys_hash(ds, indices: Iterable[int]) -> str:
 
 
 def real_test_features(ds, paths, size: int, fid_size: int, progress: bool = True, device: str = "cpu",
-                       load_images: Callable | None = None) -> torch.Tensor:
-    """FID Inception features (n_test, 2048) of the real test images at ``size`` px, cached in eval/."""
+                       load_images: Callable | None = None, bbox_crop: bool = False) -> torch.Tensor:
+    """FID Inception features (n_test, 2048) of the real test images at ``size`` px, cached in eval/;
+    ``bbox_crop``: of their bounding-box crops (the view the generators were trained on)."""
     from s2ilib import metrics
 
-    load_images = load_images or _load_images
+    load_images = load_images or functools.partial(_load_images, bbox_crop=bbox_crop)
     test = ds.split("test")
-    path = metrics.real_features_path(paths.eval(ds.name), ds.name, "test", size, fid_size)
-    meta = {"n_images": len(test), "keys_hash": _keys_hash(ds, test), "version": CACHE_VERSION}
+    path = metrics.real_features_path(paths.eval(ds.name), ds.name + _view_suffix(bbox_crop), "test", size, fid_size)
+    meta = {"n_images": len(test), "keys_hash": _keys_hash(ds, test), "version": CACHE_VERSION,
+            "bbox_crop": bbox_crop}
     compute = lambda: metrics.inception_features(_chunks(lambda s, e: load_images(ds, test[s:e], size), len(test), 64),
                                                  image_size=fid_size, progress=progress, device=device)
     return metrics.cached_real_features(path, compute, meta)
 
 
-def _load_images(ds, indices, size: int) -> torch.Tensor:
+def _load_images(ds, indices, size: int, bbox_crop: bool = False) -> torch.Tensor:
     from s2ilib.study import load_images_uint8
 
-    return load_images_uint8(ds, list(indices), size)
+    return load_images_uint8(ds, list(indices), size, bbox_crop=bbox_crop)
+
+
+def _view_suffix(bbox_crop: bool) -> str:
+    """File-name tag of the image view, so cropped and whole-image references never share a cache."""
+    return "_bboxcrop" if bbox_crop else ""
+
+
+def generators_bbox_crop(generators: dict[str, Any]) -> bool:
+    """The image view (bounding-box crop or whole image) the generators were trained on; real
+    references must use the same one. Generators saved before the option existed were uncropped."""
+    views = {m: bool(getattr(G, "train_config", {}).get("bbox_crop", False)) for m, G in generators.items()}
+    if len(set(views.values())) > 1:
+        raise EvaluationError(f"generators were trained on different image views (gan.bbox_crop): {views}; "
+                              f"retrain them with one setting")
+    return next(iter(views.values()), False)
 
 
 def _chunks(fn: Callable[[int, int], torch.Tensor], n: int, chunk: int) -> Iterable[torch.Tensor]:
@@ -247,54 +265,58 @@ def _chunks(fn: Callable[[int, int], torch.Tensor], n: int, chunk: int) -> Itera
         yield fn(s, min(s + chunk, n))
 
 
-def is_head_for(ds, paths, real_feats: torch.Tensor, cfg, size: int, fid_size: int, seed: int):
+def is_head_for(ds, paths, real_feats: torch.Tensor, cfg, size: int, fid_size: int, seed: int,
+                bbox_crop: bool = False):
     """The IS classifier of the dataset's test classes (trained once, saved in eval/; reused if its
-    epochs, seed and image count match)."""
+    epochs, seed, image count and image view match)."""
     from s2ilib import metrics
 
     labels = torch.tensor([ds.images[i].class_index for i in ds.split("test")])
-    path = paths.eval(ds.name) / f"is_head_{size}px_inception{fid_size}.pt"
+    path = paths.eval(ds.name) / f"is_head_{size}px_inception{fid_size}{_view_suffix(bbox_crop)}.pt"
     if path.is_file():
         head = metrics.load_is_head(path)
         r = head.report
-        if (r.get("epochs"), r.get("seed"), r.get("n_train", 0) + r.get("n_holdout", 0)) == \
-                (cfg.is_head_epochs, seed, len(labels)):
+        if (r.get("epochs"), r.get("seed"), r.get("n_train", 0) + r.get("n_holdout", 0),
+                r.get("bbox_crop", False)) == (cfg.is_head_epochs, seed, len(labels), bbox_crop):
             return head
     head = metrics.train_is_head(real_feats, labels, epochs=cfg.is_head_epochs, seed=seed)
+    head.report["bbox_crop"] = bbox_crop
     metrics.save_is_head(head, path)
     return head
 
 
 def reader_for(ds, paths, size: int, epochs: int, seed: int, progress: bool = True,
-               load_images: Callable | None = None):
+               load_images: Callable | None = None, bbox_crop: bool = False):
     """The attribute reader of the dataset (``eval/<name>/attribute_reader.pt``), trained once on the
-    real TRAINING images at ``size`` px with their ground-truth attributes; None without attributes."""
+    real TRAINING images at ``size`` px (bounding-box crops with ``bbox_crop``) with their
+    ground-truth attributes; None without attributes."""
     from s2ilib import attribute_reader as AR
 
     if not ds.vocabulary:
         return None
-    load_images = load_images or _load_images
+    load_images = load_images or functools.partial(_load_images, bbox_crop=bbox_crop)
     train = ds.split("train")
     path = paths.eval(ds.name) / READER_FILE
     if path.is_file():
         reader = AR.load_attribute_reader(path)
         r = reader.report
-        if (reader.image_size, r.get("epochs"), r.get("seed"), r.get("n_train", 0) + r.get("n_holdout", 0)) == \
-                (size, epochs, seed, len(train)):
+        if (reader.image_size, r.get("epochs"), r.get("seed"), r.get("n_train", 0) + r.get("n_holdout", 0),
+                r.get("bbox_crop", False)) == (size, epochs, seed, len(train), bbox_crop):
             return reader
     images = load_images(ds, train, size)
     reader, _ = AR.train_attribute_reader(images, [ds.images[i].attributes for i in train], ds.vocabulary,
                                           epochs=epochs, seed=seed, out_path=path, progress=progress,
-                                          image_size=size)
+                                          image_size=size, extra_report={"bbox_crop": bbox_crop})
     return reader
 
 
-def reader_reference(ds, reader, size: int, seed: int, load_images: Callable | None = None) -> dict[str, Any]:
+def reader_reference(ds, reader, size: int, seed: int, load_images: Callable | None = None,
+                     bbox_crop: bool = False) -> dict[str, Any]:
     """Ceilings of the attribute metric: the reader's held-out accuracy (training classes) and its
     mention accuracy on the real test images against each of their captions (+ shuffled floor)."""
     from s2ilib import attribute_reader as AR
 
-    load_images = load_images or _load_images
+    load_images = load_images or functools.partial(_load_images, bbox_crop=bbox_crop)
     test = ds.split("test")
     read = AR.read_attributes(reader, load_images(ds, test, size))
     reads, mentions = [], []
@@ -579,14 +601,15 @@ def run_main_evaluation(ds, cfg, paths, methods: Sequence[str] = METHODS, progre
     t_start = time.perf_counter()
     gens = {m: _load_gen(paths, name, m, device) for m in methods}
     size = next(iter(gens.values())).sizes[-1]
+    crop = generators_bbox_crop(gens)
     timings: dict[str, Any] = {}
     t0 = time.perf_counter()
-    real = real_test_features(ds, paths, size, ev.fid_image_size, progress=progress, device=device)
-    head = is_head_for(ds, paths, real, ev, size, ev.fid_image_size, cfg.seed)
+    real = real_test_features(ds, paths, size, ev.fid_image_size, progress=progress, device=device, bbox_crop=crop)
+    head = is_head_for(ds, paths, real, ev, size, ev.fid_image_size, cfg.seed, bbox_crop=crop)
     timings["real_features_and_is_head_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    reader = reader_for(ds, paths, size, ev.reader_epochs, cfg.seed, progress=progress)
-    reader_ref = reader_reference(ds, reader, size, cfg.seed) if reader is not None else None
+    reader = reader_for(ds, paths, size, ev.reader_epochs, cfg.seed, progress=progress, bbox_crop=crop)
+    reader_ref = reader_reference(ds, reader, size, cfg.seed, bbox_crop=crop) if reader is not None else None
     timings["reader_s"] = time.perf_counter() - t0
     teacher = teacher if teacher is not None else _default_teacher(cfg)
     ctx = EvalContext(real, ev.fid_image_size, head, reader, teacher, ev.rprec_candidates, cfg.seed,
@@ -617,7 +640,7 @@ def run_main_evaluation(ds, cfg, paths, methods: Sequence[str] = METHODS, progre
             if "wer" in res:
                 wers[cond] = res["wer"]
     out = {**results, "reader": reader_ref, "is_head": dict(head.report), "asr": {"wer": wers, "model": ev.asr_model},
-           "queries": query_sizes, "image_size": size, "fid_image_size": ev.fid_image_size,
+           "queries": query_sizes, "image_size": size, "fid_image_size": ev.fid_image_size, "bbox_crop": crop,
            "timings": {**timings, "parts": per_part, "per_1000_images": per_1000_images(per_part, results),
                        "total_s": time.perf_counter() - t_start},
            "key": key}
@@ -766,9 +789,9 @@ def example_rows(ds, paths, methods: Sequence[str] = METHODS, n: int = 6, seed: 
     emb_cache = _embedding_cache(paths, ds.name)
     rows = [{"utt_id": str(r.utt_id), "image_idx": int(r.image_idx), "text": str(r.text), "voice": str(r.voice),
              "images": {}} for r in q.itertuples()]
-    size = None
+    size, gens = None, {}
     for method in methods:
-        G = _load_gen(paths, ds.name, method, device)
+        G = gens[method] = _load_gen(paths, ds.name, method, device)
         size = G.sizes[-1]
         if method == "two_stage":
             texts = transcribe_queries(ds, q, paths.eval(ds.name) / f"transcripts_{condition}.csv",
@@ -784,7 +807,7 @@ def example_rows(ds, paths, methods: Sequence[str] = METHODS, n: int = 6, seed: 
         for r, img in zip(rows, images):
             r["images"][method] = img
     if size is not None:
-        real = _load_images(ds, q["image_idx"].tolist(), size)
+        real = _load_images(ds, q["image_idx"].tolist(), size, bbox_crop=generators_bbox_crop(gens))
         for r, img in zip(rows, real):
             r["real"] = img
     return rows

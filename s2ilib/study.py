@@ -300,13 +300,14 @@ def gan_image_size(cfg: StudyConfig) -> int:
     return cfg.gan.base_size * 2 ** (cfg.gan.branches - 1)
 
 
-def load_images_uint8(ds, indices, size: int):
-    """uint8 tensor (n, 3, size, size) of the dataset's images at ``indices``."""
+def load_images_uint8(ds, indices, size: int, bbox_crop: bool = False):
+    """uint8 tensor (n, 3, size, size) of the dataset's images at ``indices``; with ``bbox_crop``
+    each image is first cropped around its bounding box (images without one are kept whole)."""
     import torch
 
     from s2ilib.datasets import load_image
 
-    arrays = [np.asarray(load_image(ds.images[i], size), dtype=np.uint8) for i in indices]
+    arrays = [np.asarray(load_image(ds.images[i], size, bbox_crop=bbox_crop), dtype=np.uint8) for i in indices]
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
 
@@ -348,7 +349,7 @@ def train_generator_stage(ds, method: str, cfg: StudyConfig, paths: RunPaths, pr
     img = emb["image_idx"].numpy()
     keep = [r for r in range(len(img)) if img[r] in pos and cond[r] in ("seen", "text")]
     fixed = fixed_test_rows(emb, ds, n_fixed, cfg.seed, "text" if kind == "text_ts" else "seen")
-    images = load_images_uint8(ds, train, gan_image_size(cfg))
+    images = load_images_uint8(ds, train, gan_image_size(cfg), bbox_crop=cfg.gan.bbox_crop)
     out = paths.gan(ds.name, method)
     summary = train_gan(images, emb["emb"][keep], torch.tensor([pos[img[r]] for r in keep]),
                         torch.tensor([ds.images[i].class_index for i in train]), cfg.gan, out,
@@ -406,6 +407,13 @@ def speech_embedding_rows(paths: RunPaths, dataset: str, kind: str, store_rows: 
     """Embeddings (len(rows), D) of store rows (speech encoders export rows in store order)."""
     emb = load_embeddings(paths, dataset, kind)
     return emb["emb"][list(store_rows)]
+
+
+def real_images_for_utterances(ds, rows: list[int], cfg: StudyConfig):
+    """uint8 (len(rows), 3, S, S): the real image each store row describes, as the generators see
+    it (their resolution; the bounding-box crop when ``cfg.gan.bbox_crop``)."""
+    image_idx = [int(ds.speech.index.at[r, "image_idx"]) for r in rows]
+    return load_images_uint8(ds, image_idx, gan_image_size(cfg), bbox_crop=cfg.gan.bbox_crop)
 
 
 def images_for_utterances(ds, paths: RunPaths, method: str, rows: list[int], n: int = 8, seed: int = 0):

@@ -389,6 +389,7 @@ def load_generator(path: str | Path, device: str = "cpu") -> StackGenerator:
         raise GanCheckpointError(f"{path}: not a generator checkpoint (expected keys state_dict, kwargs)")
     G = StackGenerator(**blob["kwargs"])
     G.load_state_dict(blob["state_dict"])
+    G.train_config = dict(blob.get("config") or {})  # the GanConfig it was trained with
     return G.to(device).eval().requires_grad_(False)
 
 

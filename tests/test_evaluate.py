@@ -77,7 +77,8 @@ def built(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reader(built):
     ds, cfg, paths = built
-    return EV.reader_for(ds, paths, SIZE, cfg.eval.reader_epochs, cfg.seed, progress=False)
+    return EV.reader_for(ds, paths, SIZE, cfg.eval.reader_epochs, cfg.seed, progress=False,
+                         bbox_crop=cfg.gan.bbox_crop)
 
 
 def test_queries_select_test_utterances(built):
@@ -101,8 +102,9 @@ def test_queries_select_test_utterances(built):
 
 
 def _ctx(ds, paths, cfg, reader, teacher=None):
-    real = EV.real_test_features(ds, paths, SIZE, cfg.eval.fid_image_size, progress=False)
-    head = EV.is_head_for(ds, paths, real, cfg.eval, SIZE, cfg.eval.fid_image_size, cfg.seed)
+    crop = cfg.gan.bbox_crop
+    real = EV.real_test_features(ds, paths, SIZE, cfg.eval.fid_image_size, progress=False, bbox_crop=crop)
+    head = EV.is_head_for(ds, paths, real, cfg.eval, SIZE, cfg.eval.fid_image_size, cfg.seed, bbox_crop=crop)
     return EV.EvalContext(real, cfg.eval.fid_image_size, head, reader, teacher, rprec_candidates=5, seed=0,
                           progress=False)
 
@@ -121,7 +123,7 @@ def test_frechet_distance_matches_torchmetrics():
 def test_real_images_score_well_and_noise_badly(built, reader):
     ds, cfg, paths = built
     q = EV.evaluation_queries(ds, "seen", 0, seed=0)
-    real_imgs = load_images_uint8(ds, q["image_idx"].tolist(), SIZE)
+    real_imgs = load_images_uint8(ds, q["image_idx"].tolist(), SIZE, bbox_crop=cfg.gan.bbox_crop)
     noise = torch.randint(0, 256, real_imgs.shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     teacher = StubTeacher()
     judge = teacher.features(real_imgs)  # a perfect judge: the caption embedding = the image's features
@@ -145,7 +147,7 @@ def test_real_images_score_well_and_noise_badly(built, reader):
     import pandas as pd
 
     tq = pd.DataFrame(train_q, columns=["image_idx", "caption_idx"])
-    train_imgs = load_images_uint8(ds, tq["image_idx"].tolist(), SIZE)
+    train_imgs = load_images_uint8(ds, tq["image_idx"].tolist(), SIZE, bbox_crop=cfg.gan.bbox_crop)
     mentions = EV.query_mentions(ds, tq)
     no_fid = dataclasses.replace(ctx, real_feats=None)  # attribute accuracy only
     real_attr, tim = EV.evaluate_images(lambda s, e: train_imgs[s:e], len(tq), no_fid, mentions=mentions)
@@ -231,7 +233,7 @@ def _train_models(ds, cfg, paths):
     for kind in ("speech_ts", "speech_cls", "text_ts"):
         train_encoder(kind, ds, teacher, cfg.encoder, paths.encoder(ds.name, kind), seed=0, progress=False)
     train = ds.split("train")
-    images = load_images_uint8(ds, train, SIZE)
+    images = load_images_uint8(ds, train, SIZE, bbox_crop=cfg.gan.bbox_crop)
     classes = torch.tensor([ds.images[i].class_index for i in train])
     pos = {i: k for k, i in enumerate(train)}
     for method, kind in (("one_stage", "speech_ts"), ("classifier", "speech_cls"), ("text", "text_ts")):
@@ -268,6 +270,9 @@ def test_run_main_evaluation_end_to_end(built, reader):
     assert (paths.eval(ds.name) / "transcripts_seen.csv").is_file()
     assert res["reader"]["real_test_attr_acc"] > res["reader"]["real_test_attr_acc_shuffled"]
     assert res["is_head"]["n_classes"] == 2
+    # Real references use the generators' image view (smoke trains on bounding-box crops).
+    assert res["bbox_crop"] is cfg.gan.bbox_crop is True and res["is_head"]["bbox_crop"] is True
+    assert list(paths.eval(ds.name).glob("synth-birds_bboxcrop__test__*.pt"))
     per1k = res["timings"]["per_1000_images"]
     assert per1k["inception"] > 0 and per1k["asr"] > 0
     # Rerun: cache hit (no image is scored, no utterance transcribed)
@@ -281,3 +286,13 @@ def test_run_main_evaluation_end_to_end(built, reader):
     assert len(rows) == 3 and len({r["image_idx"] for r in rows}) == 3
     assert set(rows[0]["images"]) == set(EV.METHODS) and rows[0]["real"].shape == (3, SIZE, SIZE)
     assert rows[0]["transcript"] == rows[0]["text"].rsplit(" ", 1)[0]
+
+
+def test_generators_must_share_one_image_view():
+    from types import SimpleNamespace as NS
+
+    crop, whole, old = NS(train_config={"bbox_crop": True}), NS(train_config={"bbox_crop": False}), NS()
+    assert EV.generators_bbox_crop({"one_stage": crop, "text": crop}) is True
+    assert EV.generators_bbox_crop({"one_stage": old}) is False  # saved before the option: uncropped
+    with pytest.raises(EV.EvaluationError, match="different image views"):
+        EV.generators_bbox_crop({"one_stage": crop, "text": whole})

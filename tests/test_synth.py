@@ -182,3 +182,24 @@ def test_interrupted_build_of_other_settings_restarts(tmp_path, built):
     build_synthetic_dataset("synth-flowers", root, _cfg(), seed=11, progress=False)
     assert _text_files(root) == _text_files(built["synth-flowers"])
     assert not partial.exists()
+
+
+def test_bbox_crop_keeps_the_whole_bird_and_enlarges_it(built):
+    """gan.bbox_crop trains on StackGAN's crop around each box: it must never cut the subject, and on
+    the embedded birds it should make the bird fill much more of the frame; flowers have no boxes."""
+    from s2ilib.datasets import bbox_crop_box, load_dataset
+    from s2ilib.study import load_images_uint8
+
+    birds = load_dataset(built["synth-birds"])
+    gains = []
+    for r in birds.images:
+        x, y, w, h = r.bbox
+        left, top, right, bottom = bbox_crop_box(r.bbox, 64, 64)
+        assert left <= x + 1 and top <= y + 1 and x + w <= right + 1 and y + h <= bottom + 1, r.key
+        gains.append(64 * 64 / ((right - left) * (bottom - top)))
+    assert np.mean(gains) > 1.5, gains  # area of the frame over area of the crop
+    whole, crop = (load_images_uint8(birds, [0, 1], 32, bbox_crop=c) for c in (False, True))
+    assert whole.shape == crop.shape == (2, 3, 32, 32) and not (whole == crop).all()
+    flowers = load_dataset(built["synth-flowers"])
+    assert all(r.bbox is None for r in flowers.images)
+    assert (load_images_uint8(flowers, [0, 1], 32, bbox_crop=True) == load_images_uint8(flowers, [0, 1], 32)).all()
