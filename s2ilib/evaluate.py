@@ -250,14 +250,16 @@ def _view_suffix(bbox_crop: bool) -> str:
     return "_bboxcrop" if bbox_crop else ""
 
 
-def generators_bbox_crop(generators: dict[str, Any]) -> bool:
-    """The image view (bounding-box crop or whole image) the generators were trained on; real
-    references must use the same one. Generators saved before the option existed were uncropped."""
+def generators_bbox_crop(generators: dict[str, Any], ds: Any = None) -> bool:
+    """Whether the generators were trained on bounding-box crops; real references must use the same
+    view. Generators saved before the option existed were uncropped. With ``ds``, False when the
+    dataset has no boxes (its images were used whole either way)."""
     views = {m: bool(getattr(G, "train_config", {}).get("bbox_crop", False)) for m, G in generators.items()}
     if len(set(views.values())) > 1:
         raise EvaluationError(f"generators were trained on different image views (gan.bbox_crop): {views}; "
                               f"retrain them with one setting")
-    return next(iter(views.values()), False)
+    crop = next(iter(views.values()), False)
+    return crop and (ds is None or any(r.bbox is not None for r in ds.images))
 
 
 def _chunks(fn: Callable[[int, int], torch.Tensor], n: int, chunk: int) -> Iterable[torch.Tensor]:
@@ -589,19 +591,19 @@ def run_main_evaluation(ds, cfg, paths, methods: Sequence[str] = METHODS, progre
     name, ev = ds.name, cfg.eval
     out_dir = paths.eval(name)
     out_dir.mkdir(parents=True, exist_ok=True)
-    key = evaluation_key(ds, cfg, paths, methods)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    gens = {m: _load_gen(paths, name, m, device) for m in methods}
+    crop = generators_bbox_crop(gens, ds)  # the real references' image view
+    key = {**evaluation_key(ds, cfg, paths, methods), "bbox_crop": crop}
     main_path, parts_path = out_dir / "main.json", out_dir / "main.parts.json"
     cached = _load_json(main_path)
     if not force and cached.get("key") == key:
         return cached
     parts = _load_json(parts_path)
     parts = parts.get("parts", {}) if parts.get("key") == key and not force else {}
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
 
     t_start = time.perf_counter()
-    gens = {m: _load_gen(paths, name, m, device) for m in methods}
     size = next(iter(gens.values())).sizes[-1]
-    crop = generators_bbox_crop(gens)
     timings: dict[str, Any] = {}
     t0 = time.perf_counter()
     real = real_test_features(ds, paths, size, ev.fid_image_size, progress=progress, device=device, bbox_crop=crop)
@@ -807,7 +809,7 @@ def example_rows(ds, paths, methods: Sequence[str] = METHODS, n: int = 6, seed: 
         for r, img in zip(rows, images):
             r["images"][method] = img
     if size is not None:
-        real = _load_images(ds, q["image_idx"].tolist(), size, bbox_crop=generators_bbox_crop(gens))
+        real = _load_images(ds, q["image_idx"].tolist(), size, bbox_crop=generators_bbox_crop(gens, ds))
         for r, img in zip(rows, real):
             r["real"] = img
     return rows

@@ -96,6 +96,7 @@ def test_train_writes_run_folder_and_generates(tmp_path, data):
 
     G = load_generator(tmp_path / "generator_ema.pt")
     assert not G.training and G.sizes == [8, 16]
+    assert G.train_config["gf_dim"] == 8 and G.train_config["bbox_crop"] is cfg.bbox_crop  # evaluation reads the view
     a = generate(G, emb[0], n=4, seed=7)
     assert a.shape == (4, 3, 16, 16) and a.dtype == torch.uint8
     assert torch.equal(a, generate(G, emb[0], n=4, seed=7, batch_size=3))  # deterministic, batch-independent
