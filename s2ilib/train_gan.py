@@ -310,6 +310,11 @@ def train_gan(images_uint8: torch.Tensor, cond_emb: torch.Tensor, cond_image_idx
         _set_rng_state(ckpt["rng"])
         start, elapsed0 = int(ckpt["step"]), float(ckpt.get("elapsed", 0.0))
     save_config({"gan": cfg_d, "seed": seed, "data": fp}, out_dir / "config.json")  # after the resume check
+    summary_path = out_dir / "summary.json"
+    if start >= cfg.steps and summary_path.is_file() and (out_dir / GENERATOR_EMA).exists():
+        done = json.loads(summary_path.read_text())
+        if done.get("steps") == cfg.steps:  # finished earlier: keep the figures measured then
+            return {**done, "reused": True}
     _truncate_log(log_path, start)
 
     pyramid = image_pyramid(images_uint8, sizes)
@@ -366,7 +371,7 @@ def train_gan(images_uint8: torch.Tensor, cond_emb: torch.Tensor, cond_image_idx
                "generator_ema": str(out_dir / GENERATOR_EMA), "sizes": sizes, "bf16": cfg.bf16}
     if not (out_dir / GENERATOR_EMA).exists():
         _save_generator(tr, out_dir / GENERATOR_EMA, start, cfg_d)
-    atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(summary_path, json.dumps(summary, indent=2) + "\n")
     return summary
 
 
