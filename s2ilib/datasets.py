@@ -2,7 +2,17 @@
 captions) and the embedded synthetic ones, which use the same layouts (docs/ARCHITECTURE.md).
 
 Every loader returns a :class:`SpeechImageDataset`; malformed or missing files raise
-:class:`DatasetError` naming the file (and line where there is one).
+:class:`DatasetError` naming the file (and line where there is one). Checks beyond the format:
+
+* every path read from a list or json file (``images.txt``, Places ``wav`` / ``image``, class
+  folders) must stay inside its base folder (``images/``, ``text_c10/``, the json's base paths):
+  absolute paths, ``..`` components and symlinks leading out are refused. The base folder itself
+  may be a symlink (e.g. ``images`` -> a copy on another disk);
+* class names hold no path separator and are not ``.`` / ``..``;
+* ids are unique in ``images.txt``, ``image_class_labels.txt``, ``bounding_boxes.txt``,
+  ``train_test_split.txt`` and ``classes.txt`` (a repeated id would silently replace a row);
+* bounding boxes are finite with positive width and height;
+* text files may start with a UTF-8 byte-order mark (it is dropped).
 """
 from __future__ import annotations
 
@@ -91,35 +101,95 @@ def _need(path: Path) -> Path:
     return path
 
 
-def _read_table(path: Path, n_fields: int, types: tuple) -> list[tuple]:
-    """Whitespace-separated lines with ``n_fields`` fields (the last may contain spaces if str)."""
-    rows = []
-    for lineno, line in enumerate(_need(path).read_text().splitlines(), 1):
+def _read_text(path: Path) -> str:
+    """A UTF-8 text file without its byte-order mark, if any."""
+    try:
+        return _need(path).read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: not UTF-8 text ({exc})") from None
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(_read_text(path))
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+
+
+def _read_table(path: Path, n_fields: int, types: tuple, unique: bool = True) -> list[tuple]:
+    """Whitespace-separated lines with ``n_fields`` fields (the last may contain spaces if str).
+
+    ``unique``: the first field is an id that may appear once (a repeat is an error naming both lines).
+    """
+    rows, seen = [], {}
+    text_last = types[-1] is str
+    for lineno, line in enumerate(_read_text(path).splitlines(), 1):
         if not line.strip():
             continue
-        parts = line.split(maxsplit=n_fields - 1)
+        parts = line.split(maxsplit=n_fields - 1) if text_last else line.split()
         if len(parts) != n_fields:
             raise DatasetError(f"{path}:{lineno}: expected {n_fields} fields, got {len(parts)}: {line!r}")
         try:
-            rows.append(tuple(t(p) for t, p in zip(types, parts)))
+            row = tuple(t(p) for t, p in zip(types, parts))
         except ValueError as exc:
             raise DatasetError(f"{path}:{lineno}: bad value in {line!r} ({exc})") from None
+        if unique:
+            if row[0] in seen:
+                raise DatasetError(f"{path}:{lineno}: duplicate id {row[0]} (first on line {seen[row[0]]})")
+            seen[row[0]] = lineno
+        rows.append(row + (lineno,))
     return rows
 
 
 def _read_lines(path: Path) -> list[str]:
-    return [ln.strip() for ln in _need(path).read_text().splitlines() if ln.strip()]
+    return [ln.strip() for ln in _read_text(path).splitlines() if ln.strip()]
 
 
 def _read_captions(path: Path) -> list[str]:
     try:
-        raw = _need(path).read_bytes().decode("utf-8")
+        raw = _need(path).read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DatasetError(f"{path}: captions are not UTF-8 text ({exc})") from None
     caps = [ln.strip() for ln in raw.splitlines() if ln.strip()]
     if not caps:
         raise DatasetError(f"{path}: caption file has no captions")
     return caps
+
+
+def _check_class_name(name: str, where: str) -> str:
+    """A class folder name: one path component, not ``.`` / ``..``, no separators or NUL."""
+    if not name or name in (".", "..") or any(c in name for c in "/\\\0"):
+        raise DatasetError(f"{where}: bad class name {name!r} (must be one folder name: no path separator, "
+                           "not '.' or '..')")
+    return name
+
+
+def _safe_rel(rel: str, where: str, what: str = "path") -> str:
+    """A relative path with no ``..`` component, not absolute: lexical check of a listed path."""
+    if not isinstance(rel, str) or not rel.strip():
+        raise DatasetError(f"{where}: {what} must be a non-empty string, got {rel!r}")
+    pure = Path(rel)
+    if pure.is_absolute() or rel.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", rel) or "\0" in rel \
+            or any(part == ".." for part in re.split(r"[/\\]", rel)):
+        raise DatasetError(f"{where}: {what} {rel!r} leads outside the dataset folder "
+                           "(absolute or with '..')")
+    return rel
+
+
+def _inside(base: Path, rel: str, where: str, what: str = "path", base_real: Path | None = None) -> Path:
+    """``base / rel`` after checking that it stays inside ``base`` (lexically and after
+    following symlinks). Returns the unresolved path ``base / rel``."""
+    _safe_rel(rel, where, what)
+    path = base / rel
+    real_base = base_real if base_real is not None else base.resolve()
+    try:
+        path.resolve().relative_to(real_base)
+    except ValueError:
+        raise DatasetError(f"{where}: {what} {rel!r} leads outside {base} (through a symlink to "
+                           f"{path.resolve()})") from None
+    return path
 
 
 def _class_split(root: Path, classes: list[str]) -> dict[str, str]:
@@ -143,38 +213,65 @@ def _class_split(root: Path, classes: list[str]) -> dict[str, str]:
 def load_cub(root: str | Path) -> SpeechImageDataset:
     """CUB-200-2011 layout with Reed et al.'s ``text_c10`` captions and the class split files."""
     root = Path(root)
-    paths = dict(_read_table(root / "images.txt", 2, (int, str)))
-    labels = dict(_read_table(root / "image_class_labels.txt", 2, (int, int)))
+    images_txt, labels_txt = root / "images.txt", root / "image_class_labels.txt"
+    path_rows = _read_table(images_txt, 2, (int, str))
+    paths = {i: p for i, p, _ in path_rows}
+    line_of = {i: ln for i, _, ln in path_rows}
+    labels = {i: c for i, c, _ in _read_table(labels_txt, 2, (int, int))}
+    first_line: dict[str, int] = {}
+    for i, rel, ln in path_rows:
+        _safe_rel(rel, f"{images_txt}:{ln}", "image path")
+        if rel in first_line:
+            raise DatasetError(f"{images_txt}:{ln}: image {rel!r} is listed twice (first on line {first_line[rel]})")
+        first_line[rel] = ln
     if (root / "classes.txt").is_file():
-        classes_by_num = dict(_read_table(root / "classes.txt", 2, (int, str)))
+        class_rows = _read_table(root / "classes.txt", 2, (int, str))
+        classes_by_num = {n: _check_class_name(d.strip(), f"{root / 'classes.txt'}:{ln}") for n, d, ln in class_rows}
+        dirs: dict[str, int] = {}
+        for n, d, ln in class_rows:
+            if d.strip() in dirs:
+                raise DatasetError(f"{root / 'classes.txt'}:{ln}: class {d.strip()!r} is listed twice "
+                                   f"(first on line {dirs[d.strip()]})")
+            dirs[d.strip()] = ln
     else:  # derive from the image paths
-        classes_by_num = {labels[i]: Path(p).parts[0] for i, p in paths.items() if i in labels}
+        classes_by_num = {labels[i]: _check_class_name(re.split(r"[/\\]", p)[0], f"{images_txt}:{line_of[i]}")
+                          for i, p in paths.items() if i in labels}
     nums = sorted(classes_by_num)
     classes = [classes_by_num[n] for n in nums]
     class_pos = {n: k for k, n in enumerate(nums)}
     boxes = {}
     if (root / "bounding_boxes.txt").is_file():
-        boxes = {r[0]: tuple(r[1:]) for r in _read_table(root / "bounding_boxes.txt", 5, (int, float, float, float, float))}
+        for img_id, x, y, w, h, ln in _read_table(root / "bounding_boxes.txt", 5, (int, float, float, float, float)):
+            if not all(np.isfinite(v) for v in (x, y, w, h)):
+                raise DatasetError(f"{root / 'bounding_boxes.txt'}:{ln}: box of image id {img_id} is not finite "
+                                   f"({x}, {y}, {w}, {h})")
+            if w <= 0 or h <= 0:
+                raise DatasetError(f"{root / 'bounding_boxes.txt'}:{ln}: box of image id {img_id} has "
+                                   f"non-positive size (width {w}, height {h})")
+            boxes[img_id] = (x, y, w, h)
     if (root / "trainvalclasses.txt").is_file():
         class_split = _class_split(root, classes)
         split_of = lambda i, cdir: class_split.get(cdir, "train")  # noqa: E731
     else:  # train_test_split.txt: "<id> <1|0>", 1 = training
-        flags = dict(_read_table(root / "train_test_split.txt", 2, (int, int)))
+        flags = {i: f for i, f, _ in _read_table(root / "train_test_split.txt", 2, (int, int))}
         split_of = lambda i, cdir: "train" if flags.get(i, 1) == 1 else "test"  # noqa: E731
     images = []
+    images_dir, text_dir = root / "images", root / "text_c10"
+    images_real, text_real = images_dir.resolve(), text_dir.resolve()
     for img_id in sorted(paths):
         rel = paths[img_id]
+        where = f"{images_txt}:{line_of[img_id]}"
         if img_id not in labels:
-            raise DatasetError(f"{root / 'image_class_labels.txt'}: no class for image id {img_id} ({rel})")
+            raise DatasetError(f"{labels_txt}: no class for image id {img_id} ({rel})")
         num = labels[img_id]
         if num not in class_pos:
-            raise DatasetError(f"{root / 'image_class_labels.txt'}: image id {img_id} has unknown class {num}")
+            raise DatasetError(f"{labels_txt}: image id {img_id} has unknown class {num}")
         cdir = classes[class_pos[num]]
-        img_path = root / "images" / rel
+        img_path = _inside(images_dir, rel, where, "image path", images_real)
         if not img_path.is_file():
-            raise DatasetError(f"{img_path}: image listed in {root / 'images.txt'} is missing")
+            raise DatasetError(f"{img_path}: image listed in {images_txt} is missing")
         stem = str(Path(rel).with_suffix(""))
-        captions = _read_captions(root / "text_c10" / f"{stem}.txt")
+        captions = _read_captions(_inside(text_dir, f"{stem}.txt", where, "caption path", text_real))
         images.append(ImageRecord(key=f"images/{stem}", path=img_path, class_index=class_pos[num],
                                   split=split_of(img_id, cdir), captions=captions, bbox=boxes.get(img_id)))
     return SpeechImageDataset(name=root.name, root=root, kind="birds", classes=classes, images=images, layout="cub")
@@ -192,13 +289,19 @@ def load_oxford(root: str | Path) -> SpeechImageDataset:
     classes = sorted(p.name for p in text_dir.iterdir() if p.is_dir() and p.name.startswith("class_"))
     if not classes:
         raise DatasetError(f"{text_dir}: no class_XXXXX folders")
+    text_real, jpg_real = text_dir.resolve(), (root / "jpg").resolve()
+    for cdir in classes:
+        where = str(text_dir / cdir)
+        _inside(text_dir, _check_class_name(cdir, where), where, "class folder", text_real)
     split = _class_split(root, classes)
     images = []
     for ci, cdir in enumerate(classes):
         for txt in sorted((text_dir / cdir).glob("*.txt")):
             if not _OXFORD_IMG.match(txt.stem):
                 raise DatasetError(f"{txt}: caption file name is not image_XXXXX.txt")
-            img_path = root / "jpg" / f"{txt.stem}.jpg"
+            _inside(text_dir, f"{cdir}/{txt.name}", str(txt), "caption file", text_real)
+            img_path = _inside(root / "jpg", f"{txt.stem}.jpg", f"{root / 'jpg'} (for captions {txt})", "image",
+                               jpg_real)
             if not img_path.is_file():
                 raise DatasetError(f"{img_path}: image for captions {txt} is missing")
             images.append(ImageRecord(key=f"jpg/{txt.stem}", path=img_path, class_index=ci,
@@ -229,29 +332,45 @@ def load_places(json_path: str | Path | Iterable[str | Path], classes: Iterable[
     by_image: dict[str, ImageRecord] = {}
     class_of: dict[str, str] = {}
     for jp in json_paths:
-        try:
-            meta = json.loads(_need(jp).read_text())
-        except json.JSONDecodeError as exc:
-            raise DatasetError(f"{jp}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+        meta = _read_json(jp)
+        if not isinstance(meta, dict):
+            raise DatasetError(f"{jp}: expected a JSON object with image_base_path, audio_base_path and data")
         for k in ("image_base_path", "audio_base_path", "data"):
             if k not in meta:
                 raise DatasetError(f"{jp}: missing key {k!r}")
+        for k in ("image_base_path", "audio_base_path"):
+            if not isinstance(meta[k], str):
+                raise DatasetError(f"{jp}: {k} must be a string, got {meta[k]!r}")
+        if not isinstance(meta["data"], list):
+            raise DatasetError(f"{jp}: data must be a list of entries, got {type(meta['data']).__name__}")
         img_base, wav_base = _resolve_base(meta["image_base_path"], jp.parent), _resolve_base(meta["audio_base_path"], jp.parent)
+        img_real, wav_real = img_base.resolve(), wav_base.resolve()
         sp = split or _places_split(jp)
         for n, item in enumerate(meta["data"]):
+            where = f"{jp}: data[{n}]"
+            if not isinstance(item, dict):
+                raise DatasetError(f"{where} is not an object: {item!r}"[:300])
             missing = [k for k in ("wav", "image", "asr_text") if k not in item]
             if missing:
-                raise DatasetError(f"{jp}: data[{n}] lacks {missing}")
-            cdir = str(Path(item["image"]).parent)
+                raise DatasetError(f"{where} lacks {missing}")
+            for k in ("wav", "image"):
+                if not isinstance(item[k], str) or not item[k].strip():
+                    raise DatasetError(f"{where}: {k!r} must be a non-empty string, got {item[k]!r}")
+            for k, ok in (("asr_text", (str,)), ("speaker", (str,)), ("uttid", (str, int))):
+                if k in item and (not isinstance(item[k], ok) or isinstance(item[k], bool)):
+                    raise DatasetError(f"{where}: {k!r} must be a string, got {item[k]!r}")
+            img_path = _inside(img_base, item["image"], where, "'image'", img_real)
+            wav_path = _inside(wav_base, item["wav"], where, "'wav'", wav_real)
+            cdir = Path(item["image"]).parent.as_posix()
             if keep is not None and cdir not in keep:
                 continue
-            key = str(Path(item["image"]).with_suffix(""))
+            key = Path(item["image"]).with_suffix("").as_posix()
             if key not in by_image:
-                by_image[key] = ImageRecord(key=key, path=img_base / item["image"], class_index=-1, split=sp, captions=[])
+                by_image[key] = ImageRecord(key=key, path=img_path, class_index=-1, split=sp, captions=[])
                 class_of[key] = cdir
             rec = by_image[key]
             rec.captions.append(str(item["asr_text"]).strip())
-            rec.wavs.append(wav_base / item["wav"])
+            rec.wavs.append(wav_path)
             rec.speakers.append(str(item.get("speaker", "")))
             rec.utt_ids.append(str(item.get("uttid", Path(item["wav"]).stem)))
     class_list = sorted(set(class_of.values()))
@@ -266,10 +385,9 @@ def load_places(json_path: str | Path | Iterable[str | Path], classes: Iterable[
 
 def _apply_attributes(ds: SpeechImageDataset, path: Path) -> None:
     """Fill kind / vocabulary / class names / per-image and per-caption attributes (synthetic sets)."""
-    try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    meta = _read_json(path)
+    if not isinstance(meta, dict):
+        raise DatasetError(f"{path}: expected a JSON object")
     ds.kind = meta.get("kind", ds.kind)
     ds.vocabulary = meta.get("vocabulary", {})
     ds.class_names = meta.get("class_names", {})
@@ -286,7 +404,10 @@ def detect_layout(root: Path) -> str:
     """``cub`` / ``oxford`` / ``places`` from dataset.json or the files present."""
     info_path = root / "dataset.json"
     if info_path.is_file():
-        layout = json.loads(info_path.read_text()).get("layout")
+        info = _read_json(info_path)
+        if not isinstance(info, dict):
+            raise DatasetError(f"{info_path}: expected a JSON object")
+        layout = info.get("layout")
         if layout:
             return layout
     if (root / "images.txt").is_file():
@@ -315,7 +436,7 @@ def load_dataset(root: str | Path) -> SpeechImageDataset:
     else:
         raise DatasetError(f"{root / 'dataset.json'}: unknown layout {layout!r}")
     if (root / "dataset.json").is_file():
-        ds.info = json.loads((root / "dataset.json").read_text())
+        ds.info = _read_json(root / "dataset.json")
         ds.name = ds.info.get("name", ds.name)
     if (root / "attributes.json").is_file():
         _apply_attributes(ds, root / "attributes.json")

@@ -124,15 +124,28 @@ class FeatureStore:
         for p in (fpath, ipath):
             if not p.is_file():
                 raise FeatureStoreError(f"{p}: missing (feature store not built or incomplete)")
-        features = np.load(fpath, mmap_mode="r")
-        index = pd.read_csv(ipath, keep_default_na=False, dtype={"text": str, "voice": str, "utt_id": str})
+        try:  # never unpickles: object arrays are refused (allow_pickle=False)
+            features = np.load(fpath, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise FeatureStoreError(f"{fpath}: not a readable .npy feature array ({exc})") from None
+        try:
+            index = pd.read_csv(ipath, keep_default_na=False, encoding="utf-8-sig",
+                                dtype={"text": str, "voice": str, "utt_id": str})
+        except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise FeatureStoreError(f"{ipath}: not a readable index ({first})") from None
         missing = [c for c in INDEX_COLUMNS if c not in index.columns]
         if missing:
             raise FeatureStoreError(f"{ipath}: missing columns {missing}")
+        for col in ("n_frames", "offset"):
+            if len(index) and (not pd.api.types.is_integer_dtype(index[col]) or int(index[col].min()) < 0):
+                raise FeatureStoreError(f"{ipath}: column {col!r} must hold non-negative integers")
         total = int(index["n_frames"].sum())
         if features.ndim != 2 or features.shape[0] != total:
             raise FeatureStoreError(f"{fpath}: shape {features.shape} does not match {ipath} "
                                     f"({total} frames in {len(index)} rows)")
+        if len(index) and int((index["offset"] + index["n_frames"]).max()) > total:
+            raise FeatureStoreError(f"{ipath}: offsets point past the end of {fpath.name} ({total} frames)")
         return cls(root, features, index)
 
     def __len__(self) -> int:
@@ -160,15 +173,22 @@ class FeatureStore:
             df = df[df["image_idx"].isin(list(image_indices))]
         return df
 
+    def _json(self, name: str) -> dict:
+        p = self.root / name
+        if not p.is_file():
+            return {}
+        try:
+            return json.loads(p.read_text(encoding="utf-8-sig"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise FeatureStoreError(f"{p}: invalid JSON ({exc})") from None
+
     @property
     def voices(self) -> dict:
-        p = self.root / "voices.json"
-        return json.loads(p.read_text()) if p.is_file() else {}
+        return self._json("voices.json")
 
     @property
     def info(self) -> dict:
-        p = self.root / "config.json"
-        return json.loads(p.read_text()) if p.is_file() else {}
+        return self._json("config.json")
 
     def hours(self) -> float:
         return float(self.index["duration_s"].sum()) / 3600.0

@@ -33,11 +33,23 @@ from typing import Callable
 
 import numpy as np
 
-from s2ilib.audio import load_wav, resample
+from s2ilib.audio import AudioError, check_waveform, load_wav, resample
+
+# Shorter synthesised audio is not speech (espeak renders "." or "?" as 0.007 s of zeros; the
+# shortest word, "a", takes about 0.28 s at the normal rate).
+MIN_SPEECH_SECONDS = 0.05
 
 
 class TTSError(RuntimeError):
     """A speech engine is missing, fails, or was given an unknown voice."""
+
+
+class TTSAudioError(TTSError, AudioError):
+    """The synthesised audio is unusable (silent, too short, NaN): refused by the same rule as a
+    wav file (:func:`s2ilib.audio.check_waveform`), so it is also an :class:`AudioError`."""
+
+
+VOICE_ID_FORMAT = "engine:name:r<rate>:p<pitch>:g<range>, e.g. espeak:en-us+m3:r170:p50:g50"
 
 
 @dataclass(frozen=True)
@@ -72,8 +84,20 @@ class Voice:
 
     @classmethod
     def from_id(cls, voice_id: str) -> "Voice":
-        engine, name, r, p, g = voice_id.split(":")
-        return cls(engine, name, int(r[1:]), int(p[1:]), int(g[1:]))
+        """Parse :attr:`id`; a malformed id or an out-of-range number raises :class:`TTSError`."""
+        parts = str(voice_id).split(":")
+        if len(parts) != 5 or not parts[0] or not parts[1]:
+            raise TTSError(f"bad voice id {voice_id!r}: expected {VOICE_ID_FORMAT}")
+        engine, name, *nums = parts
+        values = []
+        for part, letter, what, lo, hi in zip(nums, "rpg", ("rate", "pitch", "range"), (80, 0, 0), (450, 99, 99)):
+            if not (part[:1] == letter and part[1:].isdigit()):
+                raise TTSError(f"bad voice id {voice_id!r}: {what} field {part!r} is not {letter}<number>; "
+                               f"expected {VOICE_ID_FORMAT}")
+            if not lo <= int(part[1:]) <= hi:
+                raise TTSError(f"bad voice id {voice_id!r}: {what} {int(part[1:])} is outside {lo}-{hi}")
+            values.append(int(part[1:]))
+        return cls(engine, name, *values)
 
 
 class TTSEngine:
@@ -87,11 +111,16 @@ class TTSEngine:
 
     def synthesize(self, text: str, voice: Voice, sr: int = 16000) -> np.ndarray:
         """Speak ``text`` as float32 mono at ``sr`` Hz, shape ``(n,)`` (anti-aliased resampling)."""
-        if not text.strip():
-            raise TTSError(f"{self.name}: nothing to speak (empty text)")
+        if not text or not text.strip():
+            raise TTSError(f"{self.name}: nothing to say (empty text)")
         wave, native_sr = self.synthesize_native(text, voice)
         if wave.size == 0:
-            raise TTSError(f"{self.name}: voice {voice.id} produced no audio for {text[:60]!r}")
+            raise TTSAudioError(f"{self.name}: voice {voice.id} produced no audio for {text[:60]!r}")
+        try:  # the rule a wav file passes (s2ilib.audio), plus a minimum length for speech
+            check_waveform(wave, native_sr, f"{self.name} voice {voice.id} speaking {text[:60]!r}",
+                           min_seconds=MIN_SPEECH_SECONDS)
+        except AudioError as exc:
+            raise TTSAudioError(f"{exc} (the text has nothing speakable?)") from None
         return resample(wave, native_sr, sr)
 
 
@@ -176,6 +205,7 @@ class EspeakEngine(TTSEngine):
         if self.sample_rate <= 0:
             raise TTSError(f"espeak_Initialize failed (data path {self.data_path})")
         self._lib = lib
+        self._variants: set[str] | None = None
         self._chunks: list[np.ndarray] = []
         self._callback = _SynthCallback(self._collect)  # keep a reference: C holds the pointer
         lib.espeak_SetSynthCallback(self._callback)
@@ -208,11 +238,24 @@ class EspeakEngine(TTSEngine):
             var.value = value
         self._lib.espeak_ng_SetRandSeed(0)
 
+    def _unknown_voice_message(self, name: str) -> str:
+        try:
+            accents, variants = espeak_english_accents(self.data_path), espeak_variants(self.data_path)
+        except OSError:
+            accents, variants = [], []
+        return (f"espeak: unknown voice {name!r} (data {self.data_path}); a voice is <accent>[+<variant>], "
+                f"English accents: {', '.join(accents)}; variants: {', '.join(variants)}")
+
     def synthesize_native(self, text: str, voice: Voice) -> tuple[np.ndarray, int]:
         lib = self._lib
+        if "+" in voice.name:  # espeak ignores an unknown variant silently
+            if self._variants is None:
+                self._variants = set(espeak_variants(self.data_path))
+            if voice.variant not in self._variants:
+                raise TTSError(self._unknown_voice_message(voice.name))
         with self._lock:
             if lib.espeak_SetVoiceByName(voice.name.encode()) != 0:
-                raise TTSError(f"espeak: unknown voice {voice.name!r} (data {self.data_path})")
+                raise TTSError(self._unknown_voice_message(voice.name))
             for param, value in ((_ESPEAK_RATE, voice.rate), (_ESPEAK_PITCH, voice.pitch), (_ESPEAK_RANGE, voice.range)):
                 lib.espeak_SetParameter(param, int(value), 0)
             self._reset_state()
