@@ -1,10 +1,19 @@
-"""Command line: ``s2i study | config | generate | read-attributes``."""
+"""Command line: ``s2i study | config | generate | read-attributes``.
+
+Errors: every command reports the project's own exceptions (and OSError) as one line on stderr,
+``s2i <command>: <file or key>: <problem>``, with exit status 2 for usage errors (bad arguments,
+:class:`s2ilib.config.ConfigError`) and 1 for failures (see :mod:`s2ilib.errors`).
+``s2i --debug ...`` shows the traceback instead.
+"""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import traceback
 from typing import Any
+
+from s2ilib.errors import EXIT_USAGE, UsageError, exit_status, one_line
 
 
 def _parse_value(text: str) -> Any:
@@ -19,22 +28,20 @@ def _parse_pairs(pairs: list[str] | None, flag: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for pair in pairs or []:
         if "=" not in pair:
-            raise SystemExit(f"s2i: {flag} expects key=value, got {pair!r}")
+            raise UsageError(f"{flag} expects key=value, got {pair!r}")
         key, value = pair.split("=", 1)
+        if not key.strip():
+            raise UsageError(f"{flag} expects key=value, got an empty key in {pair!r}")
         out[key.strip()] = _parse_value(value)
     return out
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from s2ilib.runner import StudyError, run_study
+    from s2ilib.runner import run_study
 
-    try:
-        out = run_study(preset=args.preset, seed=args.seed, run_root=args.run_root,
-                        report_root=args.report_root, parameters=_parse_pairs(args.param, "-p"),
-                        only=args.only.split(",") if args.only else None, timeout=args.timeout)
-    except StudyError as exc:
-        print(f"s2i study: {exc}", file=sys.stderr)
-        return 1
+    out = run_study(preset=args.preset, seed=args.seed, run_root=args.run_root,
+                    report_root=args.report_root, parameters=_parse_pairs(args.param, "-p"),
+                    only=args.only.split(",") if args.only else None, timeout=args.timeout)
     print(f"[s2i study] report: {out}")
     return 0
 
@@ -47,9 +54,22 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``s2i generate: error: ...``), exit status 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _add_debug(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument("--debug", action="store_true", default=default,
+                        help="show the traceback of an error instead of a one-line message")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="s2i", description="Direct speech-to-image translation study")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="s2i", description="Direct speech-to-image translation study")
+    _add_debug(parser, False)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("study", help="run the notebooks in order with papermill into reports/<preset>/")
     p.add_argument("--preset", default="small", help="smoke | small | paper (default: small)")
@@ -70,13 +90,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     inference.add_cli(sub)
     evaluate.add_cli(sub)
+    for subparser in sub.choices.values():  # `s2i CMD --debug` works as well as `s2i --debug CMD`
+        _add_debug(subparser, argparse.SUPPRESS)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except Exception as exc:
+        status = exit_status(exc)
+        if status is None:  # not one of ours: a bug, keep the traceback
+            raise
+        if args.debug:
+            traceback.print_exc(file=sys.stderr)
+        else:
+            print(f"s2i {args.command}: {one_line(exc)}", file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":  # pragma: no cover

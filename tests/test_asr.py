@@ -72,3 +72,63 @@ def test_transcribes_espeak_caption(transcriber):
     assert many[0] == text and len(many) == 2
     with pytest.raises(ValueError, match="mono"):
         transcriber.transcribe(np.zeros((2, 100), np.float32))
+
+
+DETERMINISM_CAPTIONS = ["a small bird with a yellow crown", "this flower has pink petals", "the bird is black"]
+
+
+def test_decoding_is_deterministic_and_cached(transcriber):
+    """Same utterances, a fresh model instance without the cache: identical transcripts."""
+    assert asr.DECODE_SETTINGS["temperature"] == [0.0] and not asr.DECODE_SETTINGS["condition_on_previous_text"]
+    waves = [speak(c) for c in DETERMINISM_CAPTIONS]
+    first = transcriber.transcribe_many(waves, progress=False)
+    fresh = asr.Transcriber(use_cache=False)
+    assert fresh.cache_key == transcriber.cache_key == asr.default_cache_key()
+    assert fresh.transcribe_many(waves, progress=False) == first
+    # The in-memory cache answers by audio content (a copy of the wave hits it) ...
+    model, transcriber.model = transcriber.model, None  # any real decoding would now fail
+    try:
+        assert transcriber.transcribe(waves[0].copy()) == first[0]
+    finally:
+        transcriber.model = model
+    # ... and the key changes with the decoding settings.
+    assert asr.settings_key("m", {**asr.DECODE_SETTINGS, "beam_size": 5}, 2, "int8") != \
+        asr.settings_key("m", asr.DECODE_SETTINGS, 2, "int8")
+
+
+def test_transcript_cache_is_keyed_by_audio_and_settings(tmp_path):
+    """evaluate.transcribe_queries reuses a transcript only for the same audio and ASR settings."""
+    import pandas as pd
+
+    from s2ilib import evaluate as EV
+
+    class Stub:
+        cache_key = "stub-v1"
+
+        def __init__(self):
+            self.calls = 0
+
+        def transcribe(self, wave):
+            self.calls += 1
+            return f"t{float(wave.sum()):.1f}"
+
+    class DS:  # no speech store: the waveform is hashed
+        speech = None
+
+    q = pd.DataFrame({"utt_id": ["u1", "u2", "u1"], "row": [0, 1, 0], "text": ["a", "b", "a"]})
+    audio = {0: np.ones(4, np.float32), 1: np.full(4, 2.0, np.float32)}
+    speak_fn = lambda ds, row: audio[row]
+    path = tmp_path / "transcripts.csv"
+    stub = Stub()
+    first = EV.transcribe_queries(DS(), q, path, transcriber=stub, speak=speak_fn, progress=False)
+    assert first == ["t4.0", "t8.0", "t4.0"] and stub.calls == 2
+    assert EV.transcribe_queries(DS(), q, path, transcriber=stub, speak=speak_fn, progress=False) == first
+    assert stub.calls == 2  # cache hit
+    audio[1] = np.full(4, 3.0, np.float32)  # other audio under the same utt_id: transcribed again
+    assert EV.transcribe_queries(DS(), q, path, transcriber=stub, speak=speak_fn, progress=False)[1] == "t12.0"
+    assert stub.calls == 3
+    stub.cache_key = "stub-v2"  # other decoding settings: everything again
+    EV.transcribe_queries(DS(), q, path, transcriber=stub, speak=speak_fn, progress=False)
+    assert stub.calls == 5
+    cols = list(pd.read_csv(path).columns)
+    assert cols == ["utt_id", "reference", "transcript", "audio_key", "asr_key"]

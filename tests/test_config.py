@@ -53,3 +53,29 @@ def test_bad_overrides_are_errors(overrides, message):
 def test_unknown_preset():
     with pytest.raises(ConfigError, match="unknown preset"):
         get_config("huge")
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_every_numeric_key_has_a_range(preset):
+    """A new numeric key must declare its valid range in RANGES (and the presets lie inside them)."""
+    from s2ilib.config import RANGES, numeric_keys, validate
+
+    keys = numeric_keys(get_config(preset))
+    assert "gan.steps" in keys and "seed" in keys and "encoder.cnn_channels" in keys
+    missing = sorted(set(keys) - set(RANGES))
+    assert not missing, f"numeric config keys without a declared range: {missing}"
+    assert not sorted(set(RANGES) - set(keys)), "RANGES names keys the config does not have"
+    for key, value in keys.items():
+        for v in value if isinstance(value, list) else [value]:
+            assert RANGES[key].contains(v), (preset, key, v, RANGES[key].describe())
+    validate(get_config(preset))
+
+
+def test_range_descriptions():
+    from s2ilib.config import RANGES
+
+    assert RANGES["gan.ema_decay"].describe() == "in [0, 1)"
+    assert RANGES["gan.steps"].describe() == ">= 1"
+    assert RANGES["encoder.lr"].describe() == "> 0"
+    assert RANGES["gan.base_size"].describe().startswith("a power of two >= 8")
+    assert not RANGES["gan.base_size"].contains(24) and RANGES["gan.base_size"].contains(64)
