@@ -26,8 +26,13 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from s2ilib.io import seed_everything, torch_save_atomic
+from s2ilib.runkit import load_checkpoint
 
 IGNORE = -100  # target index of an attribute the ground truth does not give
+
+
+class AttributeReaderError(ValueError):
+    """An attribute-reader file is unreadable, unsafe (not plain tensors and types) or malformed."""
 
 
 class AttributeReader(nn.Module):
@@ -203,9 +208,14 @@ def load_attribute_reader(path: str | Path) -> AttributeReader:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no attribute reader checkpoint (train it with train_attribute_reader)")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    reader = AttributeReader(blob["vocabulary"], blob["image_size"], blob["width"])
-    reader.load_state_dict(blob["state_dict"])
+    blob = load_checkpoint(path, AttributeReaderError, ("state_dict", "vocabulary", "image_size", "width"),
+                           what="attribute reader", remedy="if an older s2ilib wrote it, delete it: it is retrained")
+    try:
+        reader = AttributeReader(blob["vocabulary"], blob["image_size"], blob["width"])
+        reader.load_state_dict(blob["state_dict"])
+    except (RuntimeError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise AttributeReaderError(f"{path}: attribute reader weights do not fit "
+                                   f"({type(exc).__name__}: {exc})") from exc
     reader.report = blob.get("report", {})
     return reader.eval()
 

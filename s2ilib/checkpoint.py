@@ -1,39 +1,26 @@
-"""Training checkpoints that resume exactly: model, optimiser, scheduler, counters, RNG states.
+"""Training checkpoints of a model + optimiser + scheduler that resume exactly (encoder trainer).
 
-Written atomically (:func:`s2ilib.io.torch_save_atomic`): a kill during the write keeps the
-previous checkpoint. ``position`` is the sampler position (epoch, batch within the epoch), so a
-resumed run continues with the next batch of the same deterministic data order.
+A thin layer over :mod:`s2ilib.runkit` (kept for the names other code imports): atomic write,
+safe read (``weights_only=True``: tensors and plain types only; a file holding anything else is
+refused with :class:`CheckpointError` naming it, never run), RNG states in safe types.
+``position`` is the sampler position (epoch, batch within the epoch), so a resumed run continues
+with the next batch of the same deterministic data order.
 """
 from __future__ import annotations
 
-import random
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from s2ilib.io import torch_save_atomic
+from s2ilib.runkit import CheckpointError, rng_state, safe_load, set_rng_state
+from s2ilib.runkit import save_checkpoint as _save_state
 
+__all__ = ["CheckpointError", "rng_states", "set_rng_states", "save_checkpoint", "load_checkpoint"]
 
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, unreadable or does not match the model being resumed."""
-
-
-def rng_states() -> dict[str, Any]:
-    """States of Python's, NumPy's and torch's (CPU and CUDA) global generators."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_states(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+rng_states = rng_state  # old names
+set_rng_states = set_rng_state
+_KEYS = ("model", "step", "epoch", "batch_in_epoch")
 
 
 def save_checkpoint(path: str | Path, *, model: torch.nn.Module, optimizer=None, scheduler=None,
@@ -48,10 +35,9 @@ def save_checkpoint(path: str | Path, *, model: torch.nn.Module, optimizer=None,
         "epoch": epoch,
         "batch_in_epoch": batch_in_epoch,
         "done": done,
-        "rng": rng_states(),
         "extra": extra or {},
     }
-    return torch_save_atomic(state, path)
+    return _save_state(path, state)
 
 
 def load_checkpoint(path: str | Path, model: torch.nn.Module | None = None, optimizer=None, scheduler=None,
@@ -60,20 +46,21 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module | None = None, opti
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no checkpoint file")
+    state = safe_load(path, CheckpointError, "encoder checkpoint", map_location)
+    if not isinstance(state, dict) or any(k not in state for k in _KEYS):
+        raise CheckpointError(f"{path}: not an encoder checkpoint (expected keys {list(_KEYS)})")
     try:
-        # our own files hold RNG states (numpy arrays, tuples): not loadable with weights_only
-        state = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as exc:  # a foreign or corrupt file
-        raise CheckpointError(f"{path}: cannot read checkpoint ({exc})") from exc
-    if model is not None:
-        try:
+        if model is not None:
             model.load_state_dict(state["model"])
-        except RuntimeError as exc:
-            raise CheckpointError(f"{path}: model weights do not fit this model ({exc})") from exc
-    if optimizer is not None and state.get("optimizer") is not None:
-        optimizer.load_state_dict(state["optimizer"])
-    if scheduler is not None and state.get("scheduler") is not None:
-        scheduler.load_state_dict(state["scheduler"])
+        if optimizer is not None and state.get("optimizer") is not None:
+            optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state.get("scheduler") is not None:
+            scheduler.load_state_dict(state["scheduler"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{path}: weights do not fit this model ({exc})") from exc
     if restore_rng and "rng" in state:
-        set_rng_states(state["rng"])
+        try:
+            set_rng_state(state["rng"])
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CheckpointError(f"{path}: malformed RNG state ({exc})") from exc
     return state

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from s2ilib.io import torch_save_atomic
+from s2ilib.runkit import RECOMPUTE, load_checkpoint
 
 FID_FEATURE_DIM = 2048
 STANDARD_FID_SIZE = 299
@@ -43,6 +44,10 @@ STANDARD_FID_SIZE = 299
 
 class MissingAssetError(FileNotFoundError):
     """A packaged model file (FID Inception, Whisper) is not where its package should put it."""
+
+
+class MetricsFileError(ValueError):
+    """A metrics file (real-feature cache, IS head) is unreadable, unsafe or malformed."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,9 +172,10 @@ def cached_real_features(path: str | Path, compute: Callable[[], torch.Tensor],
     """
     path = Path(path)
     meta = dict(meta or {})
-    if path.is_file():
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        if blob.get("meta") == meta:
+    if path.is_file():  # a safe weights file only: anything else is refused, never run
+        blob = load_checkpoint(path, MetricsFileError, ("features", "meta"), what="real-feature cache",
+                               remedy=RECOMPUTE)
+        if blob.get("meta") == meta and isinstance(blob["features"], torch.Tensor):
             return blob["features"]
     feats = compute().float().cpu().contiguous()
     if feats.dim() != 2:
@@ -377,9 +383,13 @@ def load_is_head(path: str | Path) -> ISHead:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no IS head checkpoint")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    head = ISHead(blob["in_dim"], blob["classes"], blob["hidden"])
-    head.load_state_dict(blob["state_dict"])
+    blob = load_checkpoint(path, MetricsFileError, ("state_dict", "classes", "hidden", "in_dim", "report"),
+                           what="IS head", remedy=RECOMPUTE)
+    try:
+        head = ISHead(blob["in_dim"], blob["classes"], blob["hidden"])
+        head.load_state_dict(blob["state_dict"])
+    except (RuntimeError, ValueError, TypeError, KeyError) as exc:
+        raise MetricsFileError(f"{path}: IS head weights do not fit ({type(exc).__name__}: {exc})") from exc
     head.report = blob["report"]
     return head.eval()
 

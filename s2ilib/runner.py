@@ -13,6 +13,7 @@ from typing import Any, Iterable
 
 from s2ilib.config import PRESETS
 from s2ilib.results import environment_info, now, record
+from s2ilib.runkit import writer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -90,11 +91,21 @@ def run_study(preset: str = "small", seed: int = 1234, run_root: str | Path | No
 
     Executed notebooks go to ``<report_root>/<preset>/``; the results file is
     ``<report_root>/<preset>/results.json``; data, checkpoints and caches go to
-    ``<run_root>/<preset>/`` (default ``runs/``).
+    ``<run_root>/<preset>/`` (default ``runs/``). One study per run folder: the call holds
+    ``<run_root>/<preset>/.lock`` (:class:`s2ilib.runkit.RunLock`), so a second study on the same
+    run folder fails at once with :class:`s2ilib.runkit.RunLockedError` naming the holder's pid.
     """
     if preset not in PRESETS:
         raise StudyError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     run_root = Path(run_root or REPO_ROOT / "runs").resolve()
+    with writer(run_root / preset):  # one study per run folder; temp files of killed writes removed
+        return _run_study_locked(preset, seed, run_root, report_root, parameters, only, notebook_dir, timeout,
+                                 progress)
+
+
+def _run_study_locked(preset: str, seed: int, run_root: Path, report_root: str | Path | None,
+                      parameters: dict[str, Any] | None, only: Iterable[str] | None, notebook_dir: Path,
+                      timeout: int | None, progress: bool) -> Path:
     report_dir = Path(report_root or REPO_ROOT / "reports").resolve() / preset
     parameters = dict(parameters or {})
     clash = sorted(set(parameters) & set(COMMON_PARAMETERS))

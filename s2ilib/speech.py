@@ -11,12 +11,17 @@ Work is split into fixed chunks of utterances, processed by ``cfg.workers`` proc
 own espeak-ng engine: the library is not thread-safe); each worker synthesises, featurises and
 returns float16 features; the parent writes the store. The store is built in ``<out>.partial`` and
 moved into place when complete; a leftover ``.partial`` from an interrupted run is discarded.
+One builder per store: the build holds ``<parent>/.<out name>.lock`` (:class:`s2ilib.runkit.RunLock`),
+so a second builder is refused at once. Workers die with their parent (``PR_SET_PDEATHSIG``) and
+the pool is terminated on any error or interrupt, so a killed study leaves no worker behind.
 A finished store is reused when its ``config.json`` has the same key (config fields that change
 the speech + seed + dataset fingerprint).
 """
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -24,8 +29,9 @@ import numpy as np
 
 from s2ilib.config import DataConfig
 from s2ilib.datasets import SpeechImageDataset
-from s2ilib.features import FeatureStore, FeatureStoreError, FeatureStoreWriter, clear_partial, worker_pool
+from s2ilib.features import FeatureStore, FeatureStoreError, FeatureStoreWriter, clear_partial
 from s2ilib.io import atomic_write_text, staging_dir
+from s2ilib.runkit import die_with_parent, writer
 from s2ilib.tts import Voice, voice_pool
 
 FEATURE_VERSION = 1  # bump when logmel() or the synthesis changes what a store contains
@@ -77,6 +83,25 @@ def _speak_chunk(args) -> list[tuple[np.ndarray, float]]:
     return out
 
 
+def _init_worker(parent_pid: int) -> None:
+    """Pool initializer: die with the parent (SIGTERM when it dies), run torch on one thread."""
+    from s2ilib.features import _one_thread
+
+    die_with_parent(parent_pid)
+    _one_thread()
+
+
+def synthesis_pool(workers: int, mp_context: str | None = None):
+    """A process pool for :func:`_speak_chunk` whose workers die when this process dies.
+
+    Start method: ``mp_context`` or "fork" on Linux (workers start in milliseconds), "spawn" elsewhere.
+    """
+    import multiprocessing as mp
+
+    method = mp_context or ("fork" if sys.platform.startswith("linux") else "spawn")
+    return mp.get_context(method).Pool(workers, initializer=_init_worker, initargs=(os.getpid(),))
+
+
 def _open_cached(out_dir: Path, key: dict) -> FeatureStore | None:
     cfg_path = out_dir / "config.json"
     if not cfg_path.is_file():
@@ -97,17 +122,25 @@ def synthesize_dataset_speech(dataset: SpeechImageDataset, out_dir: str | Path, 
     ``config.json`` (cache key + totals: utterances, hours, wall time) and, if ``cfg.keep_wav``,
     16 kHz PCM16 ``wav/<utt_id>.wav``. Returns the opened store (cached if already built).
 
-    ``mp_context``: start method of the ``cfg.workers > 1`` pool (see :func:`s2ilib.features.worker_pool`).
+    ``mp_context``: start method of the ``cfg.workers > 1`` pool (see :func:`synthesis_pool`).
     """
-    from tqdm.auto import tqdm
-
     out_dir = Path(out_dir)
     key = cache_key(dataset, cfg, seed)
     cached = _open_cached(out_dir, key)
-    if cached is not None:
-        if out_dir.resolve() == (Path(dataset.root) / "speech").resolve():
-            dataset.speech = cached
-        return cached
+    if cached is None:
+        with writer(out_dir.parent, name=f".{out_dir.name}.lock", clean=False):  # one builder per store
+            cached = _open_cached(out_dir, key)  # built meanwhile by the lock's previous holder
+            if cached is None:
+                return _build(dataset, out_dir, cfg, seed, key, progress, mp_context)
+    if out_dir.resolve() == (Path(dataset.root) / "speech").resolve():
+        dataset.speech = cached
+    return cached
+
+
+def _build(dataset: SpeechImageDataset, out_dir: Path, cfg: DataConfig, seed: int, key: dict, progress: bool,
+           mp_context: str | None) -> FeatureStore:
+    from tqdm.auto import tqdm
+
     train_voices, unseen_voices = voice_pool(cfg.n_train_voices, cfg.n_unseen_voices, seed=seed)
     plan = plan_utterances(dataset, cfg, seed, train_voices, unseen_voices)
     clear_partial(out_dir)
@@ -123,7 +156,7 @@ def synthesize_dataset_speech(dataset: SpeechImageDataset, out_dir: str | Path, 
         writer = FeatureStoreWriter(tmp, n_mels=cfg.n_mels)
         pool = None
         if cfg.workers > 1:
-            pool = worker_pool(cfg.workers, mp_context)
+            pool = synthesis_pool(cfg.workers, mp_context)
             results = pool.imap(_speak_chunk, tasks)
         else:
             results = map(_speak_chunk, tasks)
@@ -140,8 +173,9 @@ def synthesize_dataset_speech(dataset: SpeechImageDataset, out_dir: str | Path, 
                 bar.update(len(chunk))
         finally:
             bar.close()
-            if pool is not None:
+            if pool is not None:  # also on an error or Ctrl-C: no worker outlives the build
                 pool.terminate()
+                pool.join()
         writer.finalize()
         wall = time.time() - t0
         voices = {"train": [v.to_dict() for v in train_voices], "unseen": [v.to_dict() for v in unseen_voices]}

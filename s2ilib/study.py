@@ -15,6 +15,12 @@ import numpy as np
 
 from s2ilib.config import StudyConfig
 
+EMBEDDING_KEYS = ("emb", "image_idx", "caption_idx", "condition", "utt_id", "encoder", "dim")
+
+
+class EmbeddingsError(ValueError):
+    """An ``embeddings.pt`` is unreadable, unsafe (not plain tensors and types) or malformed."""
+
 
 @dataclass(frozen=True)
 class RunPaths:
@@ -191,13 +197,22 @@ def train_encoder_stage(ds, kind: str, cfg: StudyConfig, paths: RunPaths, teache
 
 
 def load_embeddings(paths: RunPaths, dataset: str, kind: str) -> dict[str, Any]:
-    """``embeddings.pt`` of a trained encoder (schema in docs/ARCHITECTURE.md)."""
+    """``embeddings.pt`` of a trained encoder (schema in docs/ARCHITECTURE.md).
+
+    Read as a safe weights file: one holding anything but tensors and plain types is refused with
+    :class:`EmbeddingsError` naming it (never run).
+    """
     import torch
+
+    from s2ilib.runkit import load_checkpoint
 
     path = paths.encoder(dataset, kind) / "embeddings.pt"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: encoder {kind!r} not trained; run notebook 02 at this preset")
-    return torch.load(path, weights_only=False)
+    emb = load_checkpoint(path, EmbeddingsError, EMBEDDING_KEYS, what="embeddings file")
+    if not isinstance(emb["emb"], torch.Tensor) or emb["emb"].ndim != 2 or len(emb["image_idx"]) != len(emb["emb"]):
+        raise EmbeddingsError(f"{path}: malformed embeddings (emb must be (N, D) with one image_idx per row)")
+    return emb
 
 
 def linear_probe(emb: dict[str, Any], ds, teacher_feats, ridge: float = 1.0) -> dict[str, Any]:

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from s2ilib.io import atomic_write_text, torch_save_atomic
+from s2ilib.runkit import RECOMPUTE, safe_load, writer
 
 CROP_FRACTION = 0.875
 # (crop position, flipped); the first k are used for k views.
@@ -80,8 +81,10 @@ def _googlenet(weights: str) -> nn.Module:
     if path is None or not path.is_file():
         raise TeacherError(f"teacher 'googlenet' needs a weights file in EncoderConfig.teacher_weights "
                            f"(torchvision googlenet state_dict); not found: {str(path) if path else '(empty)'}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state:
+    state = safe_load(path, TeacherError, "GoogLeNet weights", remedy="save a plain state_dict with torch.save")
+    if not isinstance(state, dict):
+        raise TeacherError(f"{path}: not a torchvision GoogLeNet state_dict (got {type(state).__name__})")
+    if "state_dict" in state:
         state = state["state_dict"]
     state = {k: v for k, v in state.items() if not k.startswith(("aux1.", "aux2."))}
     # transform_input=True: torchvision's pretrained weights expect it (ImageNet-normalised input)
@@ -208,16 +211,39 @@ def compute_teacher_features(dataset: Any, cfg: Any, cache_path: str | Path | No
 
     Returns float32 (n_images, views, D), row order = ``dataset.images``. Cached at
     ``cache_path`` (atomic write) under a key of teacher, views, image size and dataset
-    fingerprint; a cache with another key is recomputed and replaced. ``bf16`` defaults to
-    ``cfg.bf16`` (cosine to float32 features > 0.99, tested).
+    fingerprint; a cache with another key is recomputed and replaced. The cache is read as a safe
+    weights file: one holding anything but tensors and plain types is refused (:class:`TeacherError`).
+    Computing holds the cache folder's lock (:class:`s2ilib.runkit.RunLock`): a second process
+    computing the same folder's cache is refused at once. ``bf16`` defaults to ``cfg.bf16``
+    (cosine to float32 features > 0.99, tested).
     """
+    key = teacher_cache_key(dataset, cfg)
+    cached = _read_cache(cache_path, key)
+    if cached is not None:
+        return cached
+    if cache_path is None:
+        return _compute(dataset, cfg, key, None, progress, batch_images, bf16, device)
+    with writer(Path(cache_path).parent):
+        cached = _read_cache(cache_path, key)  # written meanwhile by the lock's previous holder
+        if cached is not None:
+            return cached
+        return _compute(dataset, cfg, key, cache_path, progress, batch_images, bf16, device)
+
+
+def _read_cache(cache_path: str | Path | None, key: dict) -> torch.Tensor | None:
+    """The cached features if ``cache_path`` holds them under ``key``; None if absent or stale."""
+    if cache_path is None or not Path(cache_path).is_file():
+        return None
+    cached = safe_load(cache_path, TeacherError, "teacher feature cache", remedy=RECOMPUTE)
+    if isinstance(cached, dict) and cached.get("key") == key and isinstance(cached.get("feats"), torch.Tensor):
+        return cached["feats"].float()
+    return None
+
+
+def _compute(dataset: Any, cfg: Any, key: dict, cache_path: str | Path | None, progress: bool, batch_images: int,
+             bf16: bool | None, device: str | torch.device | None) -> torch.Tensor:
     from tqdm.auto import tqdm
 
-    key = teacher_cache_key(dataset, cfg)
-    if cache_path is not None and Path(cache_path).is_file():
-        cached = torch.load(cache_path, map_location="cpu", weights_only=False)
-        if isinstance(cached, dict) and cached.get("key") == key:
-            return cached["feats"].float()
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     teacher = Teacher(cfg.teacher, cfg.teacher_weights, cfg.teacher_image_size,

@@ -11,10 +11,11 @@ Data order is a pure function of ``(seed, epoch)`` and every random choice of a 
 offsets, the teacher view of each image) of ``(seed, step)``, so a run stopped anywhere and
 resumed from its last checkpoint ends with the same weights as an uninterrupted run.
 
-Folder (``out_dir``): ``config.json`` (written before training), ``checkpoint.pt`` (every
-``ckpt_every`` steps and at the end, atomic), ``log.jsonl`` (one line per step),
-``metrics.jsonl`` (validation and final test retrieval), ``embeddings.pt`` (every utterance or
-caption, schema in docs/ARCHITECTURE.md) and ``summary.json``.
+Folder (``out_dir``, locked while training, see :mod:`s2ilib.runkit`): ``config.json`` (written
+before training), ``checkpoint.pt`` (every ``ckpt_every`` steps and at the end, atomic, a safe
+weights file), ``log.jsonl`` (one line per step), ``metrics.jsonl`` (validation and final test
+retrieval, one row per step and split/condition even across resumes), ``embeddings.pt`` (every
+utterance or caption, schema in docs/ARCHITECTURE.md) and ``summary.json``.
 """
 from __future__ import annotations
 
@@ -29,12 +30,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from s2ilib.checkpoint import load_checkpoint, save_checkpoint
+from s2ilib.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from s2ilib.encoders import ClassifierEncoder, SpeechEncoder, TextEncoder, Tokenizer
 from s2ilib.io import atomic_write_text, seed_everything, torch_save_atomic
 from s2ilib.losses import TeacherStudentLoss
 from s2ilib.results import append_jsonl
 from s2ilib.retrieval import retrieval_metrics
+from s2ilib.runkit import check_same_run, truncate_jsonl, writer
 
 KINDS = ("speech_ts", "speech_cls", "text_ts")
 VAL_FRACTION = 0.05  # of the training images, held out for validation
@@ -206,11 +208,12 @@ class _Run:
         if len(self.train) < 2:
             raise EncoderTrainError(f"dataset {dataset.name!r}: only {len(self.train)} training items for {kind}")
         train_classes = sorted({dataset.images[i].class_index for i in dataset.split("train")})
-        self.class_of = {c: k for k, c in enumerate(train_classes)}  # dataset class -> contiguous id
+        self.class_of = {int(c): k for k, c in enumerate(train_classes)}  # dataset class -> contiguous id
         self.tokenizer = (Tokenizer.build(t for i in dataset.split("train") for t in dataset.images[i].captions)
                           if kind == "text_ts" else None)
         n_mels = getattr(self.store, "n_mels", 40) if self.store is not None else 40
-        self.model_args = dict(out_dim=self.teacher.shape[2], n_mels=n_mels, n_classes=len(train_classes),
+        # plain ints: the checkpoint must stay a safe (weights_only) file
+        self.model_args = dict(out_dim=int(self.teacher.shape[2]), n_mels=int(n_mels), n_classes=len(train_classes),
                                vocab_size=len(self.tokenizer) if self.tokenizer else 0)
         self.model = build_model(kind, cfg, **self.model_args).to(self.device)
         lr = cfg.classifier_lr if kind == "speech_cls" else cfg.lr
@@ -301,22 +304,13 @@ def _check_same_run(path: Path, new: dict) -> None:
     """A run folder may be resumed only with the same configuration (training length aside)."""
     if not path.is_file():
         return
-    old = json.loads(path.read_text())
-    strip = lambda d: {**d, "encoder": {k: v for k, v in d.get("encoder", {}).items() if k not in RESUMABLE_KEYS}}
-    if strip(old) != strip(new):
-        diff = sorted(k for k in set(old["encoder"]) | set(new["encoder"])
-                      if old["encoder"].get(k) != new["encoder"].get(k) and k not in RESUMABLE_KEYS)
-        others = [k for k in ("kind", "seed", "dataset", "teacher_shape") if old.get(k) != new.get(k)]
-        raise EncoderTrainError(f"{path}: this run folder belongs to another configuration "
-                                f"(differs in {others + diff}); use a new out_dir or delete it")
-
-
-def _truncate_jsonl(path: Path, max_step: int) -> None:
-    """Drop log lines written after the checkpoint we resume from (they will be redone)."""
-    if not path.is_file():
-        return
-    keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln).get("step", 0) <= max_step]
-    atomic_write_text(path, "".join(ln + "\n" for ln in keep))
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise EncoderTrainError(f"{path}: unreadable run config ({exc}); use a new out_dir or delete it") from exc
+    if not isinstance(old, dict):
+        raise EncoderTrainError(f"{path}: not a run config (a JSON object); use a new out_dir or delete it")
+    check_same_run(path.parent, old, new, ignore={f"encoder.{k}" for k in RESUMABLE_KEYS}, error=EncoderTrainError)
 
 
 # --------------------------------------------------------------------------------------------
@@ -380,15 +374,22 @@ def train_encoder(kind: str, dataset: Any, teacher_feats: torch.Tensor, cfg: Any
     Stops at ``cfg.max_steps`` if > 0, else after the epochs (``cfg.text_epochs`` for text).
     ``stop_at`` > 0 stops after that step like a kill would (no final checkpoint, no export):
     used to test resuming and to time-box a run. A finished run folder returns its summary.
+    One writer per folder: a second call on a folder in use fails at once with
+    :class:`s2ilib.runkit.RunLockedError`.
     """
-    from tqdm.auto import tqdm
-
     if kind not in KINDS:
         raise EncoderTrainError(f"unknown encoder kind {kind!r}; choose one of {KINDS}")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     teacher_feats = torch.as_tensor(teacher_feats)
     resolved = _resolved_config(kind, cfg, seed, dataset, teacher_feats)
+    with writer(out):  # one writer per run folder; temp files of killed writes removed
+        return _train_locked(kind, dataset, teacher_feats, cfg, out, seed, progress, stop_at, resolved)
+
+
+def _train_locked(kind: str, dataset: Any, teacher_feats: torch.Tensor, cfg: Any, out: Path, seed: int,
+                  progress: bool, stop_at: int, resolved: dict) -> dict:
+    from tqdm.auto import tqdm
+
     _check_same_run(out / "config.json", resolved)
     if (out / "summary.json").is_file() and (out / "embeddings.pt").is_file():
         done = json.loads((out / "summary.json").read_text())
@@ -402,8 +403,8 @@ def train_encoder(kind: str, dataset: Any, teacher_feats: torch.Tensor, cfg: Any
     if (out / "checkpoint.pt").is_file():
         st = load_checkpoint(out / "checkpoint.pt", run.model, run.opt, run.sched)
         p = _Progress(st["step"], st["epoch"], st["batch_in_epoch"], st["extra"].get("train_seconds", 0.0))
-        _truncate_jsonl(out / "log.jsonl", p.step)
-        _truncate_jsonl(out / "metrics.jsonl", p.step)
+        truncate_jsonl(out / "log.jsonl", p.step)
+        truncate_jsonl(out / "metrics.jsonl", p.step)
     resumed_from = p.step
     per_epoch = len(run.batches(0))
     total = cfg.max_steps if cfg.max_steps > 0 else per_epoch * run.n_epochs
@@ -424,7 +425,12 @@ def train_encoder(kind: str, dataset: Any, teacher_feats: torch.Tensor, cfg: Any
 
 
 def _final_outputs(run: _Run, out: Path, step: int, progress: bool) -> dict:
-    """Last validation, embeddings.pt and test retrieval per condition (into metrics.jsonl)."""
+    """Last validation, embeddings.pt and test retrieval per condition (into metrics.jsonl).
+
+    The rows of the final step are written once: a validation the loop logged at this step, or
+    the rows of an earlier attempt killed during the export, are replaced.
+    """
+    truncate_jsonl(out / "metrics.jsonl", step, inclusive=False)
     val = run.validate()
     append_jsonl(out / "metrics.jsonl", {"step": step, "split": "val", **val})
     emb = export_embeddings(run.model, run.kind, run.dataset, out / "embeddings.pt", tokenizer=run.tokenizer,
@@ -466,7 +472,7 @@ def export_embeddings(model: torch.nn.Module, kind: str, dataset: Any, path: str
                 "condition": table["condition"].astype(str).tolist(), "utt_id": table["utt_id"].astype(str).tolist()}
         lengths = table["n_frames"].to_numpy()
     order = np.argsort(lengths, kind="stable")  # similar lengths together: little padding
-    dim = model.out_dim if hasattr(model, "out_dim") else model.encoder.out_dim
+    dim = int(model.out_dim if hasattr(model, "out_dim") else model.encoder.out_dim)
     emb = torch.zeros(len(order), dim)
     for s in tqdm(range(0, len(order), batch_size), desc=f"embed {kind}", disable=not progress):
         sel = order[s : s + batch_size]
@@ -509,10 +515,14 @@ def load_trained_encoder(out_dir: str | Path, map_location: str = "cpu"):
     """Rebuild a trained encoder from its run folder -> (model in eval mode, kind, tokenizer or None)."""
     from s2ilib.config import EncoderConfig
 
-    st = load_checkpoint(Path(out_dir) / "checkpoint.pt", restore_rng=False, map_location=map_location)
-    ex = st["extra"]
-    cfg = EncoderConfig(**ex["config"]["encoder"])
-    model = build_model(ex["kind"], cfg, **ex["model_args"])
-    model.load_state_dict(st["model"])
-    tok = Tokenizer.from_state_dict(ex["tokenizer"]) if ex.get("tokenizer") else None
+    path = Path(out_dir) / "checkpoint.pt"
+    st = load_checkpoint(path, restore_rng=False, map_location=map_location)
+    try:
+        ex = st["extra"]
+        cfg = EncoderConfig(**ex["config"]["encoder"])
+        model = build_model(ex["kind"], cfg, **ex["model_args"])
+        model.load_state_dict(st["model"])
+        tok = Tokenizer.from_state_dict(ex["tokenizer"]) if ex.get("tokenizer") else None
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: not a trained-encoder checkpoint ({type(exc).__name__}: {exc})") from exc
     return model.eval(), ex["kind"], tok

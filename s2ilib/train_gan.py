@@ -8,12 +8,13 @@ The trainer takes plain tensors, so it does not depend on how embeddings or imag
   ``cond_image_idx`` (E,): its image, ``image_class`` (N,): the class of every image (wrong pairs
   are real images of a *different* class, paper §III-C).
 
-Run folder (``out_dir``): ``config.json``, ``checkpoint.pt`` (G, Ds, EMA, optimisers, step, RNG
-states), ``generator_ema.pt`` (what inference loads), ``log.jsonl`` (one line per step),
+Run folder (``out_dir``, locked while training, see :mod:`s2ilib.runkit`): ``config.json``,
+``checkpoint.pt`` (G, Ds, EMA, optimisers, step, RNG states; a safe weights file),
+``generator_ema.pt`` (what inference loads), ``log.jsonl`` (one line per step),
 ``samples/step_XXXXXXX_<size>.png`` and ``summary.json``. Rerunning with the same ``out_dir``
-resumes from the checkpoint. Every random draw of step t comes from a generator seeded by
-``(seed, t)``, and the utterance order of epoch e by ``(seed, e)``, so an interrupted and resumed
-run makes the same draws as an uninterrupted one.
+resumes from the checkpoint; a second writer on the folder is refused at once. Every random
+draw of step t comes from a generator seeded by ``(seed, t)``, and the utterance order of epoch e
+by ``(seed, e)``, so an interrupted and resumed run makes the same draws as an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ import copy
 import dataclasses
 import json
 import math
-import random
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -36,12 +36,15 @@ from s2ilib.gan import StackGenerator, build_discriminators, generator_kwargs
 from s2ilib.gan_losses import color_consistency_loss, d_loss, g_adv_loss, kl_loss
 from s2ilib.config import save_config
 from s2ilib.io import atomic_write_text, seed_everything, torch_save_atomic
+from s2ilib.runkit import (check_same_run, config_diff, load_checkpoint, rng_state, set_rng_state, truncate_jsonl,
+                           writer)
 
 CHECKPOINT = "checkpoint.pt"
 GENERATOR_EMA = "generator_ema.pt"
 # Keys of GanConfig that may change between a run and its resumption (they do not change the model
 # or the draws of any step).
 _RESUMABLE_KEYS = {"steps", "sample_every", "ckpt_every"}
+_CKPT_KEYS = ("G", "Ds", "G_ema", "opt_G", "opt_Ds", "step", "rng", "config", "data", "seed")
 
 
 class GanCheckpointError(ValueError):
@@ -223,41 +226,20 @@ class _Trainer:
                 "kl": float(kl.detach()), "color": float(color.detach())}
 
 
-def _rng_state() -> dict[str, Any]:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-
-
-def _set_rng_state(st: dict[str, Any]) -> None:
-    random.setstate(st["python"])
-    np.random.set_state(st["numpy"])
-    torch.set_rng_state(st["torch"])
-
-
 def _cfg_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
 
 
 def _check_resumable(ckpt: dict[str, Any], cfg_d: dict[str, Any], fp: dict[str, Any], seed: int,
                      path: Path) -> None:
-    if ckpt.get("seed") != seed:
-        raise GanCheckpointError(f"{path}: started with seed {ckpt.get('seed')}, not {seed}; "
-                                 "use a new out_dir or the same seed")
-    old = {k: v for k, v in ckpt["config"].items() if k not in _RESUMABLE_KEYS}
-    new = {k: v for k, v in cfg_d.items() if k not in _RESUMABLE_KEYS}
-    if old != new:
-        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-        raise GanCheckpointError(f"{path}: saved with a different GAN config (keys {diff}); "
-                                 "use a new out_dir or the same config")
-    if ckpt["data"] != fp:
-        raise GanCheckpointError(f"{path}: trained on different data ({ckpt['data']} vs {fp}); use a new out_dir")
-
-
-def _truncate_log(log_path: Path, step: int) -> None:
-    """Drop log lines written after the checkpoint a run resumes from (they will be redone)."""
-    if not log_path.exists():
-        return
-    keep = [ln for ln in log_path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
-    atomic_write_text(log_path, "".join(ln + "\n" for ln in keep))
+    """The checkpoint's run (GAN config, seed, data fingerprint) must be this one, training length aside."""
+    old = {"gan": ckpt["config"], "seed": ckpt["seed"], "data": ckpt["data"]}
+    new = {"gan": cfg_d, "seed": seed, "data": fp}
+    ignore = {f"gan.{k}" for k in _RESUMABLE_KEYS}
+    changed = {k.split(".")[0] for k in config_diff(old, new, ignore)}
+    hint = "".join([" (started with another seed)" if "seed" in changed else "",
+                    " (trained on different data)" if "data" in changed else ""])
+    check_same_run(path.parent, old, new, ignore=ignore, error=GanCheckpointError, hint=hint)
 
 
 def _save_samples(G_ema: StackGenerator, fixed_cond: torch.Tensor, seed: int, out_dir: Path, step: int) -> None:
@@ -297,25 +279,40 @@ def train_gan(images_uint8: torch.Tensor, cond_emb: torch.Tensor, cond_image_idx
     fixed_cond = cond_emb[:16] if fixed_cond is None else torch.as_tensor(fixed_cond).float().cpu()
     cfg_d = _cfg_dict(cfg)
     fp = _fingerprint(images_uint8, cond_emb, cond_image_idx)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with writer(out_dir):  # one writer per run folder; temp files of killed writes removed
+        return _train_locked(images_uint8, cond_emb, cond_image_idx, image_class, cfg, out_dir, seed, fixed_cond,
+                             progress, dev, callback, sizes, cfg_d, fp)
 
+
+def _resume(tr: _Trainer, ckpt_path: Path, dev: torch.device, cfg_d: dict[str, Any], fp: dict[str, Any],
+            seed: int) -> tuple[int, float]:
+    """Load the checkpoint (safely) into ``tr`` and the global RNGs -> (step, elapsed seconds)."""
+    ckpt = load_checkpoint(ckpt_path, GanCheckpointError, _CKPT_KEYS, map_location=dev, what="GAN checkpoint")
+    _check_resumable(ckpt, cfg_d, fp, seed, ckpt_path)
+    try:
+        tr.load(ckpt)
+        set_rng_state(ckpt["rng"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+        raise GanCheckpointError(f"{ckpt_path}: does not fit this GAN ({type(exc).__name__}: {exc})") from exc
+    return int(ckpt["step"]), float(ckpt.get("elapsed", 0.0))
+
+
+def _train_locked(images_uint8, cond_emb, cond_image_idx, image_class, cfg, out_dir: Path, seed: int, fixed_cond,
+                  progress: bool, dev: torch.device, callback, sizes: list[int], cfg_d: dict[str, Any],
+                  fp: dict[str, Any]) -> dict[str, Any]:
     seed_everything(seed)
     tr = _Trainer(cfg, cond_emb.shape[1], dev)
     start, elapsed0 = 0, 0.0
     ckpt_path, log_path = out_dir / CHECKPOINT, out_dir / "log.jsonl"
     if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=dev, weights_only=False)
-        _check_resumable(ckpt, cfg_d, fp, seed, ckpt_path)
-        tr.load(ckpt)
-        _set_rng_state(ckpt["rng"])
-        start, elapsed0 = int(ckpt["step"]), float(ckpt.get("elapsed", 0.0))
+        start, elapsed0 = _resume(tr, ckpt_path, dev, cfg_d, fp, seed)
     save_config({"gan": cfg_d, "seed": seed, "data": fp}, out_dir / "config.json")  # after the resume check
     summary_path = out_dir / "summary.json"
     if start >= cfg.steps and summary_path.is_file() and (out_dir / GENERATOR_EMA).exists():
         done = json.loads(summary_path.read_text())
         if done.get("steps") == cfg.steps:  # finished earlier: keep the figures measured then
             return {**done, "reused": True}
-    _truncate_log(log_path, start)
+    truncate_jsonl(log_path, start)
 
     pyramid = image_pyramid(images_uint8, sizes)
     wrong_sampler = WrongImageSampler(torch.unique(cond_image_idx), image_class)
@@ -351,7 +348,7 @@ def train_gan(images_uint8: torch.Tensor, cond_emb: torch.Tensor, cond_image_idx
                 _save_samples(tr.G_ema, fixed_cond.to(dev), seed, out_dir, done)
             if done % cfg.ckpt_every == 0 or done == cfg.steps:
                 log.flush()
-                torch_save_atomic({**tr.state(), "step": done, "rng": _rng_state(), "config": cfg_d, "data": fp,
+                torch_save_atomic({**tr.state(), "step": done, "rng": rng_state(), "config": cfg_d, "data": fp,
                                    "seed": seed, "elapsed": record["time"]}, ckpt_path)
                 _save_generator(tr, out_dir / GENERATOR_EMA, done, cfg_d)
             bar.update(1)
@@ -389,11 +386,14 @@ def load_generator(path: str | Path, device: str = "cpu") -> StackGenerator:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no generator checkpoint (train_gan writes generator_ema.pt)")
-    blob = torch.load(path, map_location=device, weights_only=True)
-    if not isinstance(blob, dict) or "state_dict" not in blob or "kwargs" not in blob:
-        raise GanCheckpointError(f"{path}: not a generator checkpoint (expected keys state_dict, kwargs)")
-    G = StackGenerator(**blob["kwargs"])
-    G.load_state_dict(blob["state_dict"])
+    blob = load_checkpoint(path, GanCheckpointError, ("state_dict", "kwargs"), map_location=device,
+                           what="generator checkpoint")
+    try:
+        G = StackGenerator(**blob["kwargs"])
+        G.load_state_dict(blob["state_dict"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+        raise GanCheckpointError(f"{path}: generator weights do not fit its recorded architecture "
+                                 f"({type(exc).__name__}: {exc})") from exc
     G.train_config = dict(blob.get("config") or {})  # the GanConfig it was trained with
     return G.to(device).eval().requires_grad_(False)
 

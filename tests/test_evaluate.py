@@ -237,7 +237,7 @@ def _train_models(ds, cfg, paths):
     classes = torch.tensor([ds.images[i].class_index for i in train])
     pos = {i: k for k, i in enumerate(train)}
     for method, kind in (("one_stage", "speech_ts"), ("classifier", "speech_cls"), ("text", "text_ts")):
-        emb = torch.load(paths.encoder(ds.name, kind) / "embeddings.pt", weights_only=False)
+        emb = torch.load(paths.encoder(ds.name, kind) / "embeddings.pt", weights_only=True)
         keep = [r for r, i in enumerate(emb["image_idx"].tolist()) if i in pos]
         train_gan(images, emb["emb"][keep], torch.tensor([pos[int(emb["image_idx"][r])] for r in keep]), classes,
                   cfg.gan, paths.gan(ds.name, method), seed=0, progress=False)

@@ -85,13 +85,13 @@ def test_resume_after_kill_gives_same_weights(data, tmp_path):
     part = train_encoder("speech_ts", ds, feats, _cfg(), tmp_path / "resumed", seed=3, progress=False, stop_at=5)
     assert part["stopped_early"] and part["steps"] == 5
     assert not (tmp_path / "resumed" / "embeddings.pt").exists()
-    at_kill = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)
+    at_kill = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
     assert at_kill["step"] == 3  # the last checkpoint before the "kill"
     resumed = train_encoder("speech_ts", ds, feats, _cfg(), tmp_path / "resumed", seed=3, progress=False)
     assert resumed["resumed_from"] == 3
     assert full["steps"] == resumed["steps"] == 8
-    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)["model"]
-    b = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)["model"]
+    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)["model"]
     for k in a:
         assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), k
     # the comparison can fail: weights at the kill differ from the final ones
@@ -106,7 +106,7 @@ def test_speech_ts_outputs_and_rerun_is_cached(data, tmp_path):
     s = train_encoder("speech_ts", ds, feats, _cfg(), out, seed=1, progress=False)
     for name in ("config.json", "checkpoint.pt", "log.jsonl", "metrics.jsonl", "embeddings.pt", "summary.json"):
         assert (out / name).is_file(), name
-    emb = torch.load(out / "embeddings.pt", weights_only=False)
+    emb = torch.load(out / "embeddings.pt", weights_only=True)
     assert emb["emb"].shape == (len(ds.speech), DIM) and emb["dim"] == DIM and emb["encoder"] == "speech_ts"
     assert emb["utt_id"] == ds.speech.index["utt_id"].tolist()
     assert set(emb["condition"]) == {"seen", "unseen"}
@@ -139,10 +139,10 @@ def test_classifier_and_text_encoders(data, tmp_path):
     s = train_encoder("speech_cls", ds, feats, _cfg(max_steps=4, bf16=True), tmp_path / "cls", seed=1, progress=False)
     log = json.loads((tmp_path / "cls" / "log.jsonl").read_text().splitlines()[0])
     assert {"ce", "acc"} <= set(log) and s["test"] == {}
-    emb = torch.load(tmp_path / "cls" / "embeddings.pt", weights_only=False)
+    emb = torch.load(tmp_path / "cls" / "embeddings.pt", weights_only=True)
     assert emb["emb"].shape == (len(ds.speech), DIM)
     t = train_encoder("text_ts", ds, feats, _cfg(max_steps=4, bf16=True), tmp_path / "text", seed=1, progress=False)
-    emb = torch.load(tmp_path / "text" / "embeddings.pt", weights_only=False)
+    emb = torch.load(tmp_path / "text" / "embeddings.pt", weights_only=True)
     n_caps = sum(len(r.captions) for r in ds.images)
     assert emb["emb"].shape == (n_caps, DIM) and set(emb["condition"]) == {"text"}
     assert emb["utt_id"][1] == "images/0/0#1"

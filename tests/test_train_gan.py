@@ -136,12 +136,12 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path, data, bf16):
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         train_gan(images, emb, idx, cls, cfg, run, seed=3, progress=False, callback=crash)
-    assert torch.load(run / "checkpoint.pt", weights_only=False)["step"] == 4
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 4
     summary = train_gan(images, emb, idx, cls, cfg, run, seed=3, progress=False)
     assert summary["start_step"] == 4 and summary["steps_run"] == 2
 
-    a = torch.load(ref / "checkpoint.pt", weights_only=False)
-    b = torch.load(run / "checkpoint.pt", weights_only=False)
+    a = torch.load(ref / "checkpoint.pt", weights_only=True)
+    b = torch.load(run / "checkpoint.pt", weights_only=True)
     for key in ("G", "G_ema", "Ds"):
         for name, t in a[key].items():
             torch.testing.assert_close(b[key][name], t, atol=1e-5, rtol=1e-4, msg=f"{key}.{name}")
