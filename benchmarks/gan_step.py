@@ -25,8 +25,8 @@ def main() -> None:
 
     from torch.utils.flop_counter import FlopCounterMode
 
-    from s2ilib.config import get_config
-    from s2ilib.train_gan import _Trainer
+    from s2ilib.core.config import get_config
+    from s2ilib.training.gan_trainer import _Trainer
 
     torch.set_num_threads(args.threads)
     overrides = {f"gan.{k}": type(getattr(get_config(args.preset).gan, k))(v)

@@ -2,7 +2,7 @@
 
 Errors: every command reports the project's own exceptions (and OSError) as one line on stderr,
 ``s2i <command>: <file or key>: <problem>``, with exit status 2 for usage errors (bad arguments,
-:class:`s2ilib.config.ConfigError`) and 1 for failures (see :mod:`s2ilib.errors`).
+:class:`s2ilib.core.config.ConfigError`) and 1 for failures (see :mod:`s2ilib.core.errors`).
 ``s2i --debug ...`` shows the traceback instead.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 import traceback
 from typing import Any
 
-from s2ilib.errors import EXIT_USAGE, UsageError, exit_status, one_line
+from s2ilib.core.errors import EXIT_USAGE, UsageError, exit_status, one_line
 
 
 def _parse_value(text: str) -> Any:
@@ -37,7 +37,7 @@ def _parse_pairs(pairs: list[str] | None, flag: str) -> dict[str, Any]:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from s2ilib.runner import run_study
+    from s2ilib.study.runner import run_study
 
     out = run_study(preset=args.preset, seed=args.seed, run_root=args.run_root,
                     report_root=args.report_root, parameters=_parse_pairs(args.param, "-p"),
@@ -47,7 +47,7 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from s2ilib.config import get_config
+    from s2ilib.core.config import get_config
 
     cfg = get_config(args.preset, _parse_pairs(args.set, "--set"))
     print(json.dumps(cfg.to_dict(), indent=2))
@@ -86,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="small")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. gan.steps=100")
     p.set_defaults(func=cmd_config)
-    from s2ilib import evaluate, inference  # import torch: kept out of module import time
+    from s2ilib.evaluation import main as evaluate
+    from s2ilib import inference  # import torch: kept out of module import time
 
     inference.add_cli(sub)
     evaluate.add_cli(sub)

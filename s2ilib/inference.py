@@ -3,7 +3,7 @@
 A generator run folder (``runs/<preset>/gan/<dataset>/<method>/``) holds ``pipeline.json``
 naming its encoder; :class:`SpeechToImage` loads both. Any wav a user records works: any sample
 rate (resampled to 16 kHz), mono or stereo (downmixed); bad audio raises
-:class:`s2ilib.audio.AudioError` naming the file and the problem; an unusable model folder raises
+:class:`s2ilib.speech.audio.AudioError` naming the file and the problem; an unusable model folder raises
 :class:`PipelineError` naming the file.
 """
 from __future__ import annotations
@@ -16,14 +16,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from s2ilib.errors import UsageError
+from s2ilib.core.errors import UsageError
 
 
 class PipelineError(ValueError):
     """A generator folder is not a usable speech-to-image pipeline."""
 
 
-# What pipeline.json must name (written by s2ilib.study.train_generator).
+# What pipeline.json must name (written by s2ilib.study.stages.train_generator).
 PIPELINE_KEYS = ("dataset", "method", "encoder", "encoder_dir")
 SPEECH_ENCODERS = ("speech_ts", "speech_cls")
 # Output extensions of `s2i generate --out` -> Pillow format.
@@ -59,7 +59,7 @@ def read_pipeline_spec(gan_dir: str | Path) -> dict:
 
 def _load_error(path: Path, what: str, exc: Exception) -> PipelineError:
     """A loader's exception as a PipelineError naming the file (once)."""
-    from s2ilib.errors import one_line
+    from s2ilib.core.errors import one_line
 
     msg = one_line(exc)
     if str(path) in msg:
@@ -86,8 +86,8 @@ class SpeechToImage:
     """
 
     def __init__(self, gan_dir: str | Path, device: str = "cpu"):
-        from s2ilib.train_encoder import load_trained_encoder
-        from s2ilib.train_gan import GENERATOR_EMA, load_generator
+        from s2ilib.training.encoder_trainer import load_trained_encoder
+        from s2ilib.training.gan_trainer import GENERATOR_EMA, load_generator
 
         self.gan_dir = Path(gan_dir)
         spec_path = self.gan_dir / "pipeline.json"
@@ -145,7 +145,7 @@ class SpeechToImage:
     @torch.no_grad()
     def embed(self, wave: np.ndarray) -> torch.Tensor:
         """16 kHz mono float32 ``(n,)`` -> speech embedding ``(D,)``."""
-        from s2ilib.features import logmel
+        from s2ilib.speech.features import logmel
 
         feat = torch.from_numpy(logmel(wave, n_mels=self.n_mels))[None]
         lengths = torch.tensor([feat.shape[-1]])
@@ -153,20 +153,20 @@ class SpeechToImage:
         return model(feat, lengths)[0].float()
 
     def from_wave(self, wave: np.ndarray, n: int = 8, seed: int = 0) -> torch.Tensor:
-        from s2ilib.train_gan import generate
+        from s2ilib.training.gan_trainer import generate
 
         _check_n(n)
         return generate(self.generator, self.embed(wave), n=n, seed=seed)
 
     def from_wav(self, path: str | Path, n: int = 8, seed: int = 0) -> torch.Tensor:
-        from s2ilib.audio import load_wav
+        from s2ilib.speech.audio import load_wav
 
         _check_n(n)
         return self.from_wave(load_wav(path, target_sr=16000), n=n, seed=seed)
 
     def from_sentence(self, text: str, n: int = 8, seed: int = 0, voice: str | None = None) -> torch.Tensor:
         """Speak ``text`` (espeak-ng; ``voice`` id like ``espeak:en-us+m3:r170:p50:g50``), then generate."""
-        from s2ilib.tts import Voice, get_engine
+        from s2ilib.speech.tts import Voice, get_engine
 
         _check_n(n)
         if not str(text).strip():
@@ -231,7 +231,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     _check_n(args.n)
     image_format(args.out)
     if args.voice is not None:
-        from s2ilib.tts import TTSError, Voice
+        from s2ilib.speech.tts import TTSError, Voice
 
         try:
             Voice.from_id(args.voice)

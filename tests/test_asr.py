@@ -5,8 +5,8 @@ import time
 import numpy as np
 import pytest
 
-from s2ilib import asr
-from s2ilib.metrics import normalize_transcript, wer
+from s2ilib.speech import asr
+from s2ilib.evaluation.metrics import normalize_transcript, wer
 
 CAPTION = "this bird has a red head and a white belly"
 # At espeak's default 175 wpm Whisper tiny hears "This word can amend head and white barely."
@@ -15,7 +15,7 @@ RATE = 140
 
 
 def _espeak_local(text: str) -> np.ndarray:
-    """Fallback when s2ilib.tts is unavailable: espeak-ng via ctypes, 22050 Hz -> 16 kHz float32."""
+    """Fallback when s2ilib.speech.tts is unavailable: espeak-ng via ctypes, 22050 Hz -> 16 kHz float32."""
     import espeakng_loader
     from scipy.signal import resample_poly
 
@@ -39,7 +39,7 @@ def _espeak_local(text: str) -> np.ndarray:
 
 def speak(text: str) -> np.ndarray:
     try:
-        from s2ilib.tts import Voice, get_engine
+        from s2ilib.speech.tts import Voice, get_engine
     except ImportError:
         return _espeak_local(text)
     return get_engine("espeak").synthesize(text, Voice(name="en-us", rate=RATE), sr=16000)
@@ -100,7 +100,7 @@ def test_transcript_cache_is_keyed_by_audio_and_settings(tmp_path):
     """evaluate.transcribe_queries reuses a transcript only for the same audio and ASR settings."""
     import pandas as pd
 
-    from s2ilib import evaluate as EV
+    from s2ilib.evaluation import main as EV
 
     class Stub:
         cache_key = "stub-v1"

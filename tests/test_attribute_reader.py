@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from s2ilib import attribute_reader as AR
+from s2ilib.evaluation import attribute_reader as AR
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220), "yellow": (230, 220, 30)}
 VOCAB = {"colour": list(COLOURS), "size": ["small", "large"]}

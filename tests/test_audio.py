@@ -1,10 +1,10 @@
-"""s2ilib.audio: fix-ups (resample, downmix) and clear errors for unusable files."""
+"""s2ilib.speech.audio: fix-ups (resample, downmix) and clear errors for unusable files."""
 import numpy as np
 import pytest
 import soundfile as sf
 
-from s2ilib.audio import AudioError, load_wav, resample, save_wav
-from s2ilib.features import logmel
+from s2ilib.speech.audio import AudioError, load_wav, resample, save_wav
+from s2ilib.speech.features import logmel
 
 
 def _sine(sr, seconds=1.0, f=440.0):

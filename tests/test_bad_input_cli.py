@@ -17,7 +17,7 @@ import torch
 
 from s2ilib import inference
 from s2ilib.cli import main
-from s2ilib.config import ConfigError, get_config
+from s2ilib.core.config import ConfigError, get_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -61,7 +61,7 @@ def test_config_keys_that_constrain_each_other(overrides, names):
 
 
 def test_config_from_dict_checks_ranges(tmp_path):
-    from s2ilib.config import config_from_dict
+    from s2ilib.core.config import config_from_dict
 
     d = get_config("smoke").to_dict()
     d["gan"]["steps"] = 0
@@ -137,8 +137,8 @@ def test_debug_shows_the_traceback(where, capsys):
 
 
 def test_error_classification():
-    from s2ilib.audio import AudioError
-    from s2ilib.errors import UsageError, exit_status, one_line
+    from s2ilib.speech.audio import AudioError
+    from s2ilib.core.errors import UsageError, exit_status, one_line
 
     assert exit_status(ConfigError("k")) == 2 and exit_status(UsageError("x")) == 2
     assert exit_status(AudioError("a.wav: bad")) == 1 and exit_status(inference.PipelineError("p")) == 1
@@ -154,14 +154,14 @@ DIM = 6
 
 
 def _encoder(dim: int = DIM):
-    from s2ilib.encoders import SpeechEncoder
+    from s2ilib.models.encoders import SpeechEncoder
 
     torch.manual_seed(0)
     return SpeechEncoder(cnn_channels=[2] * 8, rnn_type="gru", rnn_hidden=4, out_dim=dim, n_mels=40).eval()
 
 
 def _save_generator(path: Path, cond_dim: int = DIM) -> None:
-    from s2ilib.gan import StackGenerator
+    from s2ilib.models.gan import StackGenerator
 
     torch.manual_seed(0)
     G = StackGenerator(branches=1, base_size=8, gf_dim=4, z_dim=4, ca_dim=4, cond_dim=cond_dim, r_num=0)
@@ -181,7 +181,7 @@ def pipeline(tmp_path, monkeypatch):
     (gan / "pipeline.json").write_text(json.dumps({"dataset": "synth-birds", "method": "one_stage",
                                                    "encoder": "speech_ts", "encoder_dir": str(enc_dir)}))
     state = {"dim": DIM}
-    monkeypatch.setattr("s2ilib.train_encoder.load_trained_encoder",
+    monkeypatch.setattr("s2ilib.training.encoder_trainer.load_trained_encoder",
                         lambda d, map_location="cpu": (_encoder(state["dim"]), "speech_ts", None))
     import soundfile as sf
 
@@ -323,7 +323,7 @@ def test_unwritable_output_names_the_path(pipeline, capsys):
 
 
 def test_api_checks_n_and_text(pipeline):
-    from s2ilib.errors import UsageError
+    from s2ilib.core.errors import UsageError
 
     pipe = inference.SpeechToImage(pipeline["gan"])
     wave = np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1

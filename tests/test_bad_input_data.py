@@ -11,9 +11,9 @@ import pytest
 import soundfile as sf
 from fixtures import make_cub, make_oxford, make_places
 
-from s2ilib.audio import AudioError, load_wav, save_wav
-from s2ilib.datasets import DatasetError, load_cub, load_dataset, load_oxford, load_places
-from s2ilib.tts import TTSAudioError, TTSEngine, TTSError, Voice, get_engine, register_engine
+from s2ilib.speech.audio import AudioError, load_wav, save_wav
+from s2ilib.data.datasets import DatasetError, load_cub, load_dataset, load_oxford, load_places
+from s2ilib.speech.tts import TTSAudioError, TTSEngine, TTSError, Voice, get_engine, register_engine
 
 BOM = "\ufeff"
 
@@ -434,7 +434,7 @@ def test_unwritable_folder_when_writing_a_wav(tmp_path, monkeypatch):
 
 
 def _store(tmp_path):
-    from s2ilib.features import FeatureStoreWriter
+    from s2ilib.speech.features import FeatureStoreWriter
 
     w = FeatureStoreWriter(tmp_path / "speech", n_mels=4)
     for k in range(3):
@@ -474,7 +474,7 @@ STORE_CASES = {
 
 @pytest.mark.parametrize("case", sorted(STORE_CASES))
 def test_bad_feature_store(tmp_path, monkeypatch, case):
-    from s2ilib.features import FeatureStore, FeatureStoreError
+    from s2ilib.speech.features import FeatureStore, FeatureStoreError
 
     breakit, fname, problem = STORE_CASES[case]
     d = _store(tmp_path)
@@ -485,7 +485,7 @@ def test_bad_feature_store(tmp_path, monkeypatch, case):
 
 
 def test_feature_store_bad_json_sidecars(tmp_path):
-    from s2ilib.features import FeatureStore, FeatureStoreError
+    from s2ilib.speech.features import FeatureStore, FeatureStoreError
 
     d = _store(tmp_path)
     store = FeatureStore.open(d)

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from s2ilib.config import (PRESETS, ConfigError, config_from_dict, config_hash, get_config,
+from s2ilib.core.config import (PRESETS, ConfigError, config_from_dict, config_hash, get_config,
                            save_config)
 
 
@@ -58,7 +58,7 @@ def test_unknown_preset():
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_every_numeric_key_has_a_range(preset):
     """A new numeric key must declare its valid range in RANGES (and the presets lie inside them)."""
-    from s2ilib.config import RANGES, numeric_keys, validate
+    from s2ilib.core.config import RANGES, numeric_keys, validate
 
     keys = numeric_keys(get_config(preset))
     assert "gan.steps" in keys and "seed" in keys and "encoder.cnn_channels" in keys
@@ -72,7 +72,7 @@ def test_every_numeric_key_has_a_range(preset):
 
 
 def test_range_descriptions():
-    from s2ilib.config import RANGES
+    from s2ilib.core.config import RANGES
 
     assert RANGES["gan.ema_decay"].describe() == "in [0, 1)"
     assert RANGES["gan.steps"].describe() == ">= 1"

@@ -1,4 +1,4 @@
-"""s2ilib.datasets loaders on tiny real-layout fixtures, and s2ilib.speech synthesis into a FeatureStore."""
+"""s2ilib.data.datasets loaders on tiny real-layout fixtures, and s2ilib.data.spoken synthesis into a FeatureStore."""
 import json
 import shutil
 
@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from fixtures import make_cub, make_oxford, make_places
 
-from s2ilib.audio import AudioError
-from s2ilib.config import DataConfig
-from s2ilib.datasets import DatasetError, featurize_wavs, load_cub, load_dataset, load_image, load_oxford, load_places
-from s2ilib.features import FeatureStore
-from s2ilib.speech import synthesize_dataset_speech
+from s2ilib.speech.audio import AudioError
+from s2ilib.core.config import DataConfig
+from s2ilib.data.datasets import DatasetError, featurize_wavs, load_cub, load_dataset, load_image, load_oxford, load_places
+from s2ilib.speech.features import FeatureStore
+from s2ilib.data.spoken import synthesize_dataset_speech
 
 
 def test_cub_layout(tmp_path):

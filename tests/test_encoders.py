@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from s2ilib.encoders import ClassifierEncoder, SpeechEncoder, TextEncoder, Tokenizer
+from s2ilib.models.encoders import ClassifierEncoder, SpeechEncoder, TextEncoder, Tokenizer
 
 SMALL = dict(cnn_channels=[4, 4, 8, 8, 8, 16, 16, 16], rnn_type="gru", rnn_hidden=8, out_dim=12)
 

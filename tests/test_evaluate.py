@@ -1,4 +1,4 @@
-"""Main-table evaluation (s2ilib.evaluate) on a tiny synthetic dataset built in tmp.
+"""Main-table evaluation (s2ilib.evaluation.main) on a tiny synthetic dataset built in tmp.
 
 Real images standing in for generated ones must score FID ~ 0 and attribute accuracy far above the
 shuffled floor; noise images must score worse. The end-to-end run trains tiny encoders and
@@ -14,11 +14,11 @@ import pytest
 
 import torch
 
-from s2ilib import metrics as M
+from s2ilib.evaluation import metrics as M
 
-from s2ilib import evaluate as EV
-from s2ilib.config import get_config
-from s2ilib.study import RunPaths, load_images_uint8
+from s2ilib.evaluation import main as EV
+from s2ilib.core.config import get_config
+from s2ilib.study.stages import RunPaths, load_images_uint8
 
 SIZE = 32  # GAN output resolution of the tiny generators
 DIM = 16  # teacher / embedding dimension
@@ -62,9 +62,9 @@ class StubTeacher:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    from s2ilib.datasets import load_dataset
-    from s2ilib.speech import synthesize_dataset_speech
-    from s2ilib.synth import build_synthetic_dataset
+    from s2ilib.data.datasets import load_dataset
+    from s2ilib.data.spoken import synthesize_dataset_speech
+    from s2ilib.data.synth import build_synthetic_dataset
 
     cfg = _study_cfg()
     paths = RunPaths.create(tmp_path_factory.mktemp("runs"), tmp_path_factory.mktemp("reports"), "smoke")
@@ -110,7 +110,7 @@ def _ctx(ds, paths, cfg, reader, teacher=None):
 
 
 def test_frechet_distance_matches_torchmetrics():
-    from s2ilib.metrics import fid_from_features
+    from s2ilib.evaluation.metrics import fid_from_features
 
     g = torch.Generator().manual_seed(0)
     real = torch.randn(40, 24, generator=g)
@@ -226,8 +226,8 @@ class StubASR:
 
 
 def _train_models(ds, cfg, paths):
-    from s2ilib.train_encoder import train_encoder
-    from s2ilib.train_gan import train_gan
+    from s2ilib.training.encoder_trainer import train_encoder
+    from s2ilib.training.gan_trainer import train_gan
 
     teacher = torch.randn(len(ds.images), 1, DIM, generator=torch.Generator().manual_seed(1))
     for kind in ("speech_ts", "speech_cls", "text_ts"):
@@ -271,7 +271,7 @@ def test_run_main_evaluation_end_to_end(built, reader):
     # The reader's reference is read from the real test images in the generators' view (the crops).
     # (Whether a reader generalises to unseen classes is not testable with four training classes'
     # worth of attribute values; tests/test_attribute_reader.py checks that it learns.)
-    from s2ilib import attribute_reader as AR
+    from s2ilib.evaluation import attribute_reader as AR
 
     test = ds.split("test")
     read = AR.read_attributes(reader, load_images_uint8(ds, test, SIZE, bbox_crop=True))

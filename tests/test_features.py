@@ -1,10 +1,10 @@
-"""s2ilib.features: log-mel parameters and the FeatureStore."""
+"""s2ilib.speech.features: log-mel parameters and the FeatureStore."""
 import math
 
 import numpy as np
 import pytest
 
-from s2ilib.features import FeatureStore, FeatureStoreError, FeatureStoreWriter, logmel, preprocess
+from s2ilib.speech.features import FeatureStore, FeatureStoreError, FeatureStoreWriter, logmel, preprocess
 
 
 def _tone(f, seconds=1.0, sr=16000):

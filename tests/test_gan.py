@@ -1,19 +1,19 @@
-"""StackGAN-v2 networks (s2ilib.gan) and the multi-scale triplet loss (s2ilib.gan_losses)."""
+"""StackGAN-v2 networks (s2ilib.models.gan) and the multi-scale triplet loss (s2ilib.training.gan_losses)."""
 from __future__ import annotations
 
 import pytest
 import torch
 from torch.nn import functional as F
 
-from s2ilib.config import get_config
-from s2ilib.gan import CondAugment, ScaleDiscriminator, StackGenerator, build_discriminators, generator_kwargs
-from s2ilib.gan_losses import color_consistency_loss, d_loss, g_adv_loss, kl_loss, mean_covariance
+from s2ilib.core.config import get_config
+from s2ilib.models.gan import CondAugment, ScaleDiscriminator, StackGenerator, build_discriminators, generator_kwargs
+from s2ilib.training.gan_losses import color_consistency_loss, d_loss, g_adv_loss, kl_loss, mean_covariance
 
 
 @pytest.fixture
 def no_init(monkeypatch):
     """Skip the orthogonal init: QR of the paper D256's (2048, 16384) weights takes ~20 s on 2 cores."""
-    monkeypatch.setattr("s2ilib.gan.init_weights", lambda module: None)
+    monkeypatch.setattr("s2ilib.models.gan.init_weights", lambda module: None)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

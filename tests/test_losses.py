@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from s2ilib.losses import TeacherStudentLoss, jel_loss, kdl_loss, norm_loss
+from s2ilib.training.losses import TeacherStudentLoss, jel_loss, kdl_loss, norm_loss
 
 
 def _jel_loop(f_s, f_v, labels, m_diff, m_same, w_diff, w_same):
@@ -110,7 +110,7 @@ def test_loss_gradients_reach_student_only(batch):
 
 
 def test_from_config_reads_encoder_config():
-    from s2ilib.config import EncoderConfig
+    from s2ilib.core.config import EncoderConfig
 
     cfg = EncoderConfig(use_kdl=False, lambda_norm=2.0, jel_margin_same=0.1)
     loss = TeacherStudentLoss.from_config(cfg)

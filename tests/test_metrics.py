@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from s2ilib import metrics as M
+from s2ilib.evaluation import metrics as M
 
 
 def gaussian(n, d, seed):

@@ -7,8 +7,8 @@ import json
 import nbformat
 import pytest
 
-from s2ilib.config import get_config
-from s2ilib.runner import StudyError, run_notebook, run_study, study_notebooks
+from s2ilib.core.config import get_config
+from s2ilib.study.runner import StudyError, run_notebook, run_study, study_notebooks
 
 pytestmark = pytest.mark.slow
 
@@ -129,7 +129,7 @@ def test_s2i_generate_on_good_and_bad_audio(smoke_study, tmp_path, capsys):
     import soundfile as sf
 
     from s2ilib.cli import main
-    from s2ilib.tts import Voice, get_engine
+    from s2ilib.speech.tts import Voice, get_engine
 
     _, run, _ = smoke_study
     model = run / "gan" / "synth-birds" / "one_stage"

@@ -1,10 +1,10 @@
-"""Procedural rendering of bird and flower scenes (s2ilib.render)."""
+"""Procedural rendering of bird and flower scenes (s2ilib.data.render)."""
 import numpy as np
 import pytest
 from PIL import Image
 
-from s2ilib.render import part_anchor, render_image, sample_scene, scene_bbox
-from s2ilib.vocab import COLOUR_ATTRIBUTES, make_classes, nearest_colour, sample_attributes
+from s2ilib.data.render import part_anchor, render_image, sample_scene, scene_bbox
+from s2ilib.data.vocab import COLOUR_ATTRIBUTES, make_classes, nearest_colour, sample_attributes
 
 
 def _scenes(kind: str, n: int, seed: int = 0):

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from s2ilib.retrieval import RetrievalError, retrieval_metrics
+from s2ilib.evaluation.retrieval import RetrievalError, retrieval_metrics
 
 
 def _gallery():

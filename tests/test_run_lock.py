@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from s2ilib import runkit
-from s2ilib.config import DataConfig, EncoderConfig, get_config
-from s2ilib.runkit import RunLock, RunLockedError
-from s2ilib.train_gan import GanCheckpointError, train_gan
+from s2ilib.core import runkit
+from s2ilib.core.config import DataConfig, EncoderConfig, get_config
+from s2ilib.core.runkit import RunLock, RunLockedError
+from s2ilib.training.gan_trainer import GanCheckpointError, train_gan
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 REPO = Path(__file__).resolve().parents[1]
@@ -48,7 +48,7 @@ def test_second_writer_is_refused_naming_pid_and_folder(tmp_path):
 
 
 def test_stale_lock_of_a_killed_process_is_taken_over(tmp_path):
-    child = _python(f"from s2ilib.runkit import RunLock; import time; lock = RunLock({str(tmp_path)!r}).acquire(); "
+    child = _python(f"from s2ilib.core.runkit import RunLock; import time; lock = RunLock({str(tmp_path)!r}).acquire(); "
                     "print('locked', flush=True); time.sleep(60)")
     try:
         assert child.stdout.readline().strip() == "locked"
@@ -129,7 +129,7 @@ def _metric_keys(path: Path) -> list[tuple]:
 def test_resumed_encoder_run_has_no_duplicate_metrics_rows(tmp_path, monkeypatch):
     from test_train_encoder import DIM, VIEWS, FakeDataset, _cfg
 
-    import s2ilib.train_encoder as TE
+    import s2ilib.training.encoder_trainer as TE
 
     ds = FakeDataset()
     feats = torch.randn(len(ds.images), VIEWS, DIM, generator=torch.Generator().manual_seed(2))
@@ -159,10 +159,10 @@ def test_resumed_encoder_run_has_no_duplicate_metrics_rows(tmp_path, monkeypatch
 def test_every_stage_holds_its_folder_lock(tmp_path):
     from dataclasses import dataclass
 
-    from s2ilib.runner import run_study
-    from s2ilib.speech import synthesize_dataset_speech
-    from s2ilib.teacher import compute_teacher_features
-    from s2ilib.train_encoder import train_encoder
+    from s2ilib.study.runner import run_study
+    from s2ilib.data.spoken import synthesize_dataset_speech
+    from s2ilib.models.teacher import compute_teacher_features
+    from s2ilib.training.encoder_trainer import train_encoder
 
     def refused(folder: Path, call, name: str = ".lock"):
         with RunLock(folder, name):
@@ -200,8 +200,8 @@ def test_every_stage_holds_its_folder_lock(tmp_path):
 
 def test_speech_workers_die_with_their_parent():
     code = ("import os, time\n"
-            "from s2ilib.speech import synthesis_pool\n"
-            "from s2ilib.runkit import parent_death_signal\n"
+            "from s2ilib.data.spoken import synthesis_pool\n"
+            "from s2ilib.core.runkit import parent_death_signal\n"
             "pool = synthesis_pool(2)\n"
             "sigs = set(pool.starmap(parent_death_signal, [()] * 8, chunksize=1))\n"
             "print(' '.join(str(p.pid) for p in pool._pool), *sigs, flush=True)\n"

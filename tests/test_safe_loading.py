@@ -16,15 +16,15 @@ import numpy as np
 import pytest
 import torch
 
-from s2ilib import attribute_reader as AR
-from s2ilib import metrics as M
-from s2ilib import runkit
-from s2ilib.checkpoint import CheckpointError, load_checkpoint
-from s2ilib.config import EncoderConfig, get_config
-from s2ilib.study import EmbeddingsError, RunPaths, load_embeddings
-from s2ilib.teacher import Teacher, TeacherError, compute_teacher_features
-from s2ilib.train_encoder import load_trained_encoder, train_encoder
-from s2ilib.train_gan import GanCheckpointError, load_generator, train_gan
+from s2ilib.evaluation import attribute_reader as AR
+from s2ilib.evaluation import metrics as M
+from s2ilib.core import runkit
+from s2ilib.training.checkpoint import CheckpointError, load_checkpoint
+from s2ilib.core.config import EncoderConfig, get_config
+from s2ilib.study.stages import EmbeddingsError, RunPaths, load_embeddings
+from s2ilib.models.teacher import Teacher, TeacherError, compute_teacher_features
+from s2ilib.training.encoder_trainer import load_trained_encoder, train_encoder
+from s2ilib.training.gan_trainer import GanCheckpointError, load_generator, train_gan
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

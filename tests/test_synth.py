@@ -1,4 +1,4 @@
-"""Building the embedded datasets on disk (s2ilib.synth): layout, determinism, cache, resume."""
+"""Building the embedded datasets on disk (s2ilib.data.synth): layout, determinism, cache, resume."""
 import json
 import shutil
 from pathlib import Path
@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from s2ilib.config import DataConfig
-from s2ilib.synth import (
+from s2ilib.core.config import DataConfig
+from s2ilib.data.synth import (
     DatasetConfigMismatch,
     DatasetFolderError,
     build_synthetic_dataset,
     dataset_meta,
 )
-from s2ilib.vocab import vocabulary
+from s2ilib.data.vocab import vocabulary
 
 TINY = dict(birds_train_classes=6, birds_test_classes=4, flowers_train_classes=5, flowers_test_classes=3,
             images_per_class=2, image_size=64, workers=1)
@@ -187,8 +187,8 @@ def test_interrupted_build_of_other_settings_restarts(tmp_path, built):
 def test_bbox_crop_keeps_the_whole_bird_and_enlarges_it(built):
     """gan.bbox_crop trains on StackGAN's crop around each box: it must never cut the subject, and on
     the embedded birds it should make the bird fill much more of the frame; flowers have no boxes."""
-    from s2ilib.datasets import bbox_crop_box, load_dataset
-    from s2ilib.study import load_images_uint8
+    from s2ilib.data.datasets import bbox_crop_box, load_dataset
+    from s2ilib.study.stages import load_images_uint8
 
     birds = load_dataset(built["synth-birds"])
     gains = []

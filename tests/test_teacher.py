@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-import s2ilib.teacher as teacher_mod
-from s2ilib.config import EncoderConfig
-from s2ilib.teacher import Teacher, TeacherError, compute_teacher_features, image_views, load_image_uint8
+import s2ilib.models.teacher as teacher_mod
+from s2ilib.core.config import EncoderConfig
+from s2ilib.models.teacher import Teacher, TeacherError, compute_teacher_features, image_views, load_image_uint8
 
 # Real photographs shipped inside installed packages (offline).
 SITE = Path(np.__file__).parents[1]

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from s2ilib.config import EncoderConfig
-from s2ilib.train_encoder import (EncoderTrainError, epoch_batches, export_embeddings, load_trained_encoder,
+from s2ilib.core.config import EncoderConfig
+from s2ilib.training.encoder_trainer import (EncoderTrainError, epoch_batches, export_embeddings, load_trained_encoder,
                                   train_encoder)
 
 N_CLASSES, PER_CLASS, CAPTIONS, DIM, VIEWS = 6, 3, 2, 16, 2
@@ -26,7 +26,7 @@ class FakeRecord:
 
 
 class FakeStore:
-    """Same interface as s2ilib.features.FeatureStore: index DataFrame, get(i) -> (40, T) float32."""
+    """Same interface as s2ilib.speech.features.FeatureStore: index DataFrame, get(i) -> (40, T) float32."""
 
     n_mels = 40
 

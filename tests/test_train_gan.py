@@ -1,4 +1,4 @@
-"""GAN training loop (s2ilib.train_gan): data draws, EMA, checkpoints / resume, inference API."""
+"""GAN training loop (s2ilib.training.gan_trainer): data draws, EMA, checkpoints / resume, inference API."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from s2ilib.config import get_config
-from s2ilib.train_gan import (GanCheckpointError, GanDataError, WrongImageSampler, _batch_images, ema_update,
+from s2ilib.core.config import get_config
+from s2ilib.training.gan_trainer import (GanCheckpointError, GanDataError, WrongImageSampler, _batch_images, ema_update,
                               epoch_order, generate, image_pyramid, load_generator, train_gan)
 
 

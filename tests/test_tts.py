@@ -1,8 +1,8 @@
-"""s2ilib.tts: espeak-ng in process, determinism, voice pools, command engines."""
+"""s2ilib.speech.tts: espeak-ng in process, determinism, voice pools, command engines."""
 import numpy as np
 import pytest
 
-from s2ilib.tts import TTSError, Voice, get_engine, register_engine, voice_pool
+from s2ilib.speech.tts import TTSError, Voice, get_engine, register_engine, voice_pool
 
 TEXT = "this bird has a bright red crown and a short pointed black beak"
 
@@ -75,7 +75,7 @@ def test_flite_missing_is_a_clear_error():
 
 
 def test_register_engine():
-    from s2ilib.tts import TTSEngine
+    from s2ilib.speech.tts import TTSEngine
 
     class Beep(TTSEngine):
         name = "beep"

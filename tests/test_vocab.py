@@ -1,10 +1,10 @@
-"""Attribute vocabulary, species and captions of the synthetic datasets (s2ilib.vocab)."""
+"""Attribute vocabulary, species and captions of the synthetic datasets (s2ilib.data.vocab)."""
 import re
 
 import numpy as np
 import pytest
 
-from s2ilib.vocab import (
+from s2ilib.data.vocab import (
     COLOUR_ATTRIBUTES,
     COLOUR_WORDS,
     COLOURS,

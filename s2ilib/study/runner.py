@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from s2ilib.config import PRESETS
-from s2ilib.results import environment_info, now, record
-from s2ilib.runkit import writer
+from s2ilib.core.config import PRESETS
+from s2ilib.core.results import environment_info, now, record
+from s2ilib.core.runkit import writer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -92,8 +92,8 @@ def run_study(preset: str = "small", seed: int = 1234, run_root: str | Path | No
     Executed notebooks go to ``<report_root>/<preset>/``; the results file is
     ``<report_root>/<preset>/results.json``; data, checkpoints and caches go to
     ``<run_root>/<preset>/`` (default ``runs/``). One study per run folder: the call holds
-    ``<run_root>/<preset>/.lock`` (:class:`s2ilib.runkit.RunLock`), so a second study on the same
-    run folder fails at once with :class:`s2ilib.runkit.RunLockedError` naming the holder's pid.
+    ``<run_root>/<preset>/.lock`` (:class:`s2ilib.core.runkit.RunLock`), so a second study on the same
+    run folder fails at once with :class:`s2ilib.core.runkit.RunLockedError` naming the holder's pid.
     """
     if preset not in PRESETS:
         raise StudyError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")

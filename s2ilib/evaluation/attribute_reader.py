@@ -25,8 +25,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from s2ilib.io import seed_everything, torch_save_atomic
-from s2ilib.runkit import load_checkpoint
+from s2ilib.core.io import seed_everything, torch_save_atomic
+from s2ilib.core.runkit import load_checkpoint
 
 IGNORE = -100  # target index of an attribute the ground truth does not give
 

@@ -1,6 +1,6 @@
 """Training checkpoints of a model + optimiser + scheduler that resume exactly (encoder trainer).
 
-A thin layer over :mod:`s2ilib.runkit` (kept for the names other code imports): atomic write,
+A thin layer over :mod:`s2ilib.core.runkit` (kept for the names other code imports): atomic write,
 safe read (``weights_only=True``: tensors and plain types only; a file holding anything else is
 refused with :class:`CheckpointError` naming it, never run), RNG states in safe types.
 ``position`` is the sampler position (epoch, batch within the epoch), so a resumed run continues
@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from s2ilib.runkit import CheckpointError, rng_state, safe_load, set_rng_state
-from s2ilib.runkit import save_checkpoint as _save_state
+from s2ilib.core.runkit import CheckpointError, rng_state, safe_load, set_rng_state
+from s2ilib.core.runkit import save_checkpoint as _save_state
 
 __all__ = ["CheckpointError", "rng_states", "set_rng_states", "save_checkpoint", "load_checkpoint"]
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from s2ilib.vocab import COLOURS, NUMBER_WORDS, RGB, shade_colour
+from s2ilib.data.vocab import COLOURS, NUMBER_WORDS, RGB, shade_colour
 
 SUPERSAMPLE = 4  # shapes are drawn at 4x the output size, then LANCZOS-downsampled
 BG_RES = 64  # the blurred background is computed at this size for every output size

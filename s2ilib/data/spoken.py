@@ -11,7 +11,7 @@ Work is split into fixed chunks of utterances, processed by ``cfg.workers`` proc
 own espeak-ng engine: the library is not thread-safe); each worker synthesises, featurises and
 returns float16 features; the parent writes the store. The store is built in ``<out>.partial`` and
 moved into place when complete; a leftover ``.partial`` from an interrupted run is discarded.
-One builder per store: the build holds ``<parent>/.<out name>.lock`` (:class:`s2ilib.runkit.RunLock`),
+One builder per store: the build holds ``<parent>/.<out name>.lock`` (:class:`s2ilib.core.runkit.RunLock`),
 so a second builder is refused at once. Workers die with their parent (``PR_SET_PDEATHSIG``) and
 the pool is terminated on any error or interrupt, so a killed study leaves no worker behind.
 A finished store is reused when its ``config.json`` has the same key (config fields that change
@@ -27,12 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from s2ilib.config import DataConfig
-from s2ilib.datasets import SpeechImageDataset
-from s2ilib.features import FeatureStore, FeatureStoreError, FeatureStoreWriter, clear_partial
-from s2ilib.io import atomic_write_text, staging_dir
-from s2ilib.runkit import die_with_parent, writer
-from s2ilib.tts import Voice, voice_pool
+from s2ilib.core.config import DataConfig
+from s2ilib.data.datasets import SpeechImageDataset
+from s2ilib.speech.features import FeatureStore, FeatureStoreError, FeatureStoreWriter, clear_partial
+from s2ilib.core.io import atomic_write_text, staging_dir
+from s2ilib.core.runkit import die_with_parent, writer
+from s2ilib.speech.tts import Voice, voice_pool
 
 FEATURE_VERSION = 1  # bump when logmel() or the synthesis changes what a store contains
 CHUNK = 48  # utterances per worker task
@@ -68,9 +68,9 @@ def plan_utterances(dataset: SpeechImageDataset, cfg: DataConfig, seed: int,
 
 def _speak_chunk(args) -> list[tuple[np.ndarray, float]]:
     """Worker: synthesise + featurise a chunk -> [(float16 (n_mels, T), duration s)]."""
-    from s2ilib.audio import save_wav
-    from s2ilib.features import logmel
-    from s2ilib.tts import get_engine
+    from s2ilib.speech.audio import save_wav
+    from s2ilib.speech.features import logmel
+    from s2ilib.speech.tts import get_engine
 
     items, engine_name, sr, n_mels, min_frames, wav_dir = args
     engine = get_engine(engine_name)
@@ -85,7 +85,7 @@ def _speak_chunk(args) -> list[tuple[np.ndarray, float]]:
 
 def _init_worker(parent_pid: int) -> None:
     """Pool initializer: die with the parent (SIGTERM when it dies), run torch on one thread."""
-    from s2ilib.features import _one_thread
+    from s2ilib.speech.features import _one_thread
 
     die_with_parent(parent_pid)
     _one_thread()

@@ -85,7 +85,7 @@ class TeacherStudentLoss(nn.Module):
 
     @classmethod
     def from_config(cls, cfg) -> "TeacherStudentLoss":
-        """Build from an :class:`s2ilib.config.EncoderConfig`."""
+        """Build from an :class:`s2ilib.core.config.EncoderConfig`."""
         return cls(use_jel=cfg.use_jel, use_norm=cfg.use_norm, use_kdl=cfg.use_kdl,
                    lambda_norm=cfg.lambda_norm, lambda_kdl=cfg.lambda_kdl,
                    margin_diff=cfg.jel_margin_diff, margin_same=cfg.jel_margin_same,

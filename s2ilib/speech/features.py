@@ -72,7 +72,7 @@ def logmel(wave: np.ndarray, sr: int = SAMPLE_RATE, n_mels: int = 40, min_frames
     import torchaudio.functional as AF
 
     if sr != SAMPLE_RATE:
-        raise ValueError(f"logmel expects {SAMPLE_RATE} Hz audio (got {sr}); resample with s2ilib.audio.load_wav")
+        raise ValueError(f"logmel expects {SAMPLE_RATE} Hz audio (got {sr}); resample with s2ilib.speech.audio.load_wav")
     x = torch.from_numpy(preprocess(wave))
     with torch.no_grad():
         power = _mel_transform(sr, n_mels)(x)  # (n_mels, T)

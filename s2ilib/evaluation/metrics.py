@@ -35,8 +35,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from s2ilib.io import torch_save_atomic
-from s2ilib.runkit import RECOMPUTE, load_checkpoint
+from s2ilib.core.io import torch_save_atomic
+from s2ilib.core.runkit import RECOMPUTE, load_checkpoint
 
 FID_FEATURE_DIM = 2048
 STANDARD_FID_SIZE = 299
@@ -336,7 +336,7 @@ def train_is_head(features: torch.Tensor, labels: torch.Tensor | list[int], epoc
     A stratified ``holdout`` fraction is kept aside; ``head.report`` gives its accuracy (how well
     the classifier knows the classes: IS is only meaningful if this is high) and the chance level.
     """
-    from s2ilib.io import seed_everything
+    from s2ilib.core.io import seed_everything
 
     seed_everything(seed)
     labels = torch.as_tensor(labels).long()

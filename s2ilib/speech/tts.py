@@ -16,7 +16,7 @@ engine's noise generator, so the samples depend only on (text, voice). If the li
 stripped, :attr:`EspeakEngine.deterministic` is False and a warning says so.
 
 espeak-ng is not thread-safe: one engine per process (the library state is global); run
-utterances in parallel with processes (:mod:`s2ilib.speech` does).
+utterances in parallel with processes (:mod:`s2ilib.data.spoken` does).
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ from typing import Callable
 
 import numpy as np
 
-from s2ilib.audio import AudioError, check_waveform, load_wav, resample
+from s2ilib.speech.audio import AudioError, check_waveform, load_wav, resample
 
 # Shorter synthesised audio is not speech (espeak renders "." or "?" as 0.007 s of zeros; the
 # shortest word, "a", takes about 0.28 s at the normal rate).
@@ -46,7 +46,7 @@ class TTSError(RuntimeError):
 
 class TTSAudioError(TTSError, AudioError):
     """The synthesised audio is unusable (silent, too short, NaN): refused by the same rule as a
-    wav file (:func:`s2ilib.audio.check_waveform`), so it is also an :class:`AudioError`."""
+    wav file (:func:`s2ilib.speech.audio.check_waveform`), so it is also an :class:`AudioError`."""
 
 
 VOICE_ID_FORMAT = "engine:name:r<rate>:p<pitch>:g<range>, e.g. espeak:en-us+m3:r170:p50:g50"
@@ -116,7 +116,7 @@ class TTSEngine:
         wave, native_sr = self.synthesize_native(text, voice)
         if wave.size == 0:
             raise TTSAudioError(f"{self.name}: voice {voice.id} produced no audio for {text[:60]!r}")
-        try:  # the rule a wav file passes (s2ilib.audio), plus a minimum length for speech
+        try:  # the rule a wav file passes (s2ilib.speech.audio), plus a minimum length for speech
             check_waveform(wave, native_sr, f"{self.name} voice {voice.id} speaking {text[:60]!r}",
                            min_seconds=MIN_SPEECH_SECONDS)
         except AudioError as exc:

@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from s2ilib.io import atomic_write_text, torch_save_atomic
-from s2ilib.runkit import RECOMPUTE, safe_load, writer
+from s2ilib.core.io import atomic_write_text, torch_save_atomic
+from s2ilib.core.runkit import RECOMPUTE, safe_load, writer
 
 CROP_FRACTION = 0.875
 # (crop position, flipped); the first k are used for k views.
@@ -213,7 +213,7 @@ def compute_teacher_features(dataset: Any, cfg: Any, cache_path: str | Path | No
     ``cache_path`` (atomic write) under a key of teacher, views, image size and dataset
     fingerprint; a cache with another key is recomputed and replaced. The cache is read as a safe
     weights file: one holding anything but tensors and plain types is refused (:class:`TeacherError`).
-    Computing holds the cache folder's lock (:class:`s2ilib.runkit.RunLock`): a second process
+    Computing holds the cache folder's lock (:class:`s2ilib.core.runkit.RunLock`): a second process
     computing the same folder's cache is refused at once. ``bf16`` defaults to ``cfg.bf16``
     (cosine to float32 features > 0.99, tested).
     """

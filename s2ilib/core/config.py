@@ -383,7 +383,7 @@ def validate(cfg: StudyConfig) -> StudyConfig:
     for key, value in numeric_keys(cfg).items():
         rng = RANGES.get(key)
         if rng is None:
-            raise ConfigError(f"{key}: no valid range declared in s2ilib.config.RANGES")
+            raise ConfigError(f"{key}: no valid range declared in s2ilib.core.config.RANGES")
         for i, v in enumerate(value if isinstance(value, list) else [value]):
             if not rng.contains(v):
                 name = f"{key}[{i}]" if isinstance(value, list) else key
@@ -479,7 +479,7 @@ def config_from_dict(d: dict[str, Any]) -> StudyConfig:
 
 def save_config(cfg: Any, path: str | Path) -> Path:
     """Write a resolved config (a dataclass or dict) as JSON, atomically."""
-    from s2ilib.io import atomic_write_text
+    from s2ilib.core.io import atomic_write_text
 
     data = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else cfg
     return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from s2ilib.config import StudyConfig
+from s2ilib.core.config import StudyConfig
 
 EMBEDDING_KEYS = ("emb", "image_idx", "caption_idx", "condition", "utt_id", "encoder", "dim")
 
@@ -71,9 +71,9 @@ def provenance(cfg: StudyConfig, section: Any = None) -> dict[str, Any]:
 
 def build_dataset(name: str, cfg: StudyConfig, paths: RunPaths, progress: bool = True):
     """Render + caption + speak one embedded dataset (cached); returns (dataset, timings)."""
-    from s2ilib.datasets import load_dataset
-    from s2ilib.speech import synthesize_dataset_speech
-    from s2ilib.synth import build_synthetic_dataset
+    from s2ilib.data.datasets import load_dataset
+    from s2ilib.data.spoken import synthesize_dataset_speech
+    from s2ilib.data.synth import build_synthetic_dataset
 
     root = paths.data(name)
     t0 = time.time()
@@ -87,7 +87,7 @@ def build_dataset(name: str, cfg: StudyConfig, paths: RunPaths, progress: bool =
 
 def load_built_dataset(name: str, paths: RunPaths):
     """Open a dataset built by notebook 01 (clear error if it was not built)."""
-    from s2ilib.datasets import load_dataset
+    from s2ilib.data.datasets import load_dataset
 
     root = paths.data(name)
     if not (root / "dataset.json").is_file() or not (root / "speech" / "index.csv").is_file():
@@ -119,7 +119,7 @@ def dataset_summary(ds) -> dict[str, Any]:
 
 def sample_images(ds, n: int, seed: int, split: str = "train", size: int | None = None):
     """``n`` images of distinct classes with one caption each: (PIL images, captions, indices)."""
-    from s2ilib.datasets import load_image
+    from s2ilib.data.datasets import load_image
 
     rng = np.random.default_rng(seed)
     idx = ds.split(split)
@@ -135,7 +135,7 @@ def sample_images(ds, n: int, seed: int, split: str = "train", size: int | None 
 
 def speak_utterance(ds, row: int, sr: int = 16000) -> np.ndarray:
     """Re-synthesise utterance ``row`` of the dataset's store (deterministic), 16 kHz float32."""
-    from s2ilib.tts import Voice, get_engine
+    from s2ilib.speech.tts import Voice, get_engine
 
     r = ds.speech.index.iloc[int(row)]
     voice = Voice.from_id(r["voice"])
@@ -180,7 +180,7 @@ def teacher_features(ds, cfg: StudyConfig, paths: RunPaths, progress: bool = Tru
 
     Returns (n_images, views, D) float32.
     """
-    from s2ilib.teacher import compute_teacher_features
+    from s2ilib.models.teacher import compute_teacher_features
 
     e = cfg.encoder
     cache = paths.data(ds.name) / "teacher" / f"{e.teacher}_v{e.teacher_views}_{e.teacher_image_size}.pt"
@@ -190,7 +190,7 @@ def teacher_features(ds, cfg: StudyConfig, paths: RunPaths, progress: bool = Tru
 def train_encoder_stage(ds, kind: str, cfg: StudyConfig, paths: RunPaths, teacher_feats,
                         progress: bool = True) -> dict[str, Any]:
     """Train (or resume, or load when finished) one encoder of ``ENCODERS`` for ``ds``."""
-    from s2ilib.train_encoder import train_encoder
+    from s2ilib.training.encoder_trainer import train_encoder
 
     return train_encoder(kind, ds, teacher_feats, cfg.encoder, paths.encoder(ds.name, kind),
                          seed=cfg.seed, progress=progress)
@@ -204,7 +204,7 @@ def load_embeddings(paths: RunPaths, dataset: str, kind: str) -> dict[str, Any]:
     """
     import torch
 
-    from s2ilib.runkit import load_checkpoint
+    from s2ilib.core.runkit import load_checkpoint
 
     path = paths.encoder(dataset, kind) / "embeddings.pt"
     if not path.is_file():
@@ -242,7 +242,7 @@ def encoder_retrieval(ds, paths: RunPaths, teacher_feats, kinds=ENCODERS) -> dic
     ``speech_cls`` is evaluated through :func:`linear_probe` (its raw output is not in the
     teacher's space); the others are evaluated as they are.
     """
-    from s2ilib.train_encoder import evaluate_retrieval
+    from s2ilib.training.encoder_trainer import evaluate_retrieval
 
     out = {}
     for kind in kinds:
@@ -320,7 +320,7 @@ def load_images_uint8(ds, indices, size: int, bbox_crop: bool = False):
     each image is first cropped around its bounding box (images without one are kept whole)."""
     import torch
 
-    from s2ilib.datasets import load_image
+    from s2ilib.data.datasets import load_image
 
     arrays = [np.asarray(load_image(ds.images[i], size, bbox_crop=bbox_crop), dtype=np.uint8) for i in indices]
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
@@ -352,7 +352,7 @@ def train_generator_stage(ds, method: str, cfg: StudyConfig, paths: RunPaths, pr
 
     import torch
 
-    from s2ilib.train_gan import train_gan
+    from s2ilib.training.gan_trainer import train_gan
 
     if method not in GAN_METHODS:
         raise ValueError(f"unknown generator method {method!r}; choose one of {sorted(GAN_METHODS)}")
@@ -374,7 +374,7 @@ def train_generator_stage(ds, method: str, cfg: StudyConfig, paths: RunPaths, pr
                 "encoder_dir": str(paths.encoder(ds.name, kind)), "preset": cfg.preset,
                 "fixed_rows": fixed, "fixed_texts": [ds.images[img[r]].captions[int(emb["caption_idx"][r])] for r in fixed],
                 "n_train_images": len(train), "n_conditions": len(keep)}
-    from s2ilib.io import atomic_write_text
+    from s2ilib.core.io import atomic_write_text
 
     atomic_write_text(out / "pipeline.json", json.dumps(pipeline, indent=2) + "\n")
     return {**summary, "n_train_images": len(train), "n_conditions": len(keep)}
@@ -410,7 +410,7 @@ def test_utterance_rows(ds, n: int, seed: int, condition: str = "seen") -> list[
 
 
 def load_generator_for(paths: RunPaths, dataset: str, method: str):
-    from s2ilib.train_gan import GENERATOR_EMA, load_generator
+    from s2ilib.training.gan_trainer import GENERATOR_EMA, load_generator
 
     path = paths.gan(dataset, method) / GENERATOR_EMA
     if not path.is_file():
@@ -433,7 +433,7 @@ def real_images_for_utterances(ds, rows: list[int], cfg: StudyConfig):
 
 def images_for_utterances(ds, paths: RunPaths, method: str, rows: list[int], n: int = 8, seed: int = 0):
     """For each store row: uint8 (n, 3, S, S) images from ``n`` noise draws (same noise per row)."""
-    from s2ilib.train_gan import generate
+    from s2ilib.training.gan_trainer import generate
 
     gen = load_generator_for(paths, ds.name, method)
     cond = speech_embedding_rows(paths, ds.name, GAN_METHODS[method], rows)
@@ -445,7 +445,7 @@ def matched_vs_shuffled(ds, paths: RunPaths, method: str, rows: list[int], seed:
 
     Returns (matched uint8 (k,3,S,S), shuffled uint8 (k,3,S,S), shuffled order).
     """
-    from s2ilib.train_gan import generate
+    from s2ilib.training.gan_trainer import generate
 
     gen = load_generator_for(paths, ds.name, method)
     cond = speech_embedding_rows(paths, ds.name, GAN_METHODS[method], rows)
@@ -473,7 +473,7 @@ def inference_latency(gan_dir: Path, text: str, n: int = 8, repeats: int = 3) ->
     import time
 
     from s2ilib.inference import SpeechToImage
-    from s2ilib.tts import Voice, get_engine
+    from s2ilib.speech.tts import Voice, get_engine
 
     t0 = time.time()
     pipe = SpeechToImage(gan_dir)
@@ -536,7 +536,7 @@ def paper_claims(main: dict[str, dict[str, Any]]):
 
 def method_comparison_grid(examples: list[dict[str, Any]], methods, title: str, path=None):
     """One row per method (+ the real image), one column per test utterance (same noise per column)."""
-    from s2ilib import plots
+    from s2ilib.study import plots
 
     images, captions = [], []
     order = ["real", *methods]

@@ -14,7 +14,7 @@
 * :class:`RunLock` / :func:`writer` -- one writer per run folder (``fcntl.flock`` on
   ``<folder>/.lock``); a second writer is refused at once; a dead holder's lock is free (the
   kernel drops flock locks with the process). :func:`writer` also removes temp files of killed
-  atomic writes (``.<name>.*.tmp``, see :mod:`s2ilib.io`).
+  atomic writes (``.<name>.*.tmp``, see :mod:`s2ilib.core.io`).
 * :func:`die_with_parent` -- a worker-process initializer: the worker gets SIGTERM when its parent
   dies (Linux), so killing a stage never leaves workers behind.
 """
@@ -36,7 +36,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from s2ilib.io import torch_save_atomic
+from s2ilib.core.io import torch_save_atomic
 
 LOCK_NAME = ".lock"
 # io._tmp_beside: tempfile.mkstemp(prefix=".<name>.", suffix=".tmp") -> ".<name>.<8 random chars>.tmp"
@@ -196,7 +196,7 @@ def truncate_jsonl(path: str | Path, step: int, inclusive: bool = True) -> None:
     Rows written after the checkpoint a run resumes from are redone, so they would appear twice;
     a torn last line (a kill mid-write) is dropped too.
     """
-    from s2ilib.io import atomic_write_text
+    from s2ilib.core.io import atomic_write_text
 
     path = Path(path)
     if not path.is_file():

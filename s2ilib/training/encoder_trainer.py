@@ -11,7 +11,7 @@ Data order is a pure function of ``(seed, epoch)`` and every random choice of a 
 offsets, the teacher view of each image) of ``(seed, step)``, so a run stopped anywhere and
 resumed from its last checkpoint ends with the same weights as an uninterrupted run.
 
-Folder (``out_dir``, locked while training, see :mod:`s2ilib.runkit`): ``config.json`` (written
+Folder (``out_dir``, locked while training, see :mod:`s2ilib.core.runkit`): ``config.json`` (written
 before training), ``checkpoint.pt`` (every ``ckpt_every`` steps and at the end, atomic, a safe
 weights file), ``log.jsonl`` (one line per step), ``metrics.jsonl`` (validation and final test
 retrieval, one row per step and split/condition even across resumes), ``embeddings.pt`` (every
@@ -30,13 +30,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from s2ilib.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from s2ilib.encoders import ClassifierEncoder, SpeechEncoder, TextEncoder, Tokenizer
-from s2ilib.io import atomic_write_text, seed_everything, torch_save_atomic
-from s2ilib.losses import TeacherStudentLoss
-from s2ilib.results import append_jsonl
-from s2ilib.retrieval import retrieval_metrics
-from s2ilib.runkit import check_same_run, truncate_jsonl, writer
+from s2ilib.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from s2ilib.models.encoders import ClassifierEncoder, SpeechEncoder, TextEncoder, Tokenizer
+from s2ilib.core.io import atomic_write_text, seed_everything, torch_save_atomic
+from s2ilib.training.losses import TeacherStudentLoss
+from s2ilib.core.results import append_jsonl
+from s2ilib.evaluation.retrieval import retrieval_metrics
+from s2ilib.core.runkit import check_same_run, truncate_jsonl, writer
 
 KINDS = ("speech_ts", "speech_cls", "text_ts")
 VAL_FRACTION = 0.05  # of the training images, held out for validation
@@ -370,12 +370,12 @@ def train_encoder(kind: str, dataset: Any, teacher_feats: torch.Tensor, cfg: Any
                   seed: int = 1234, progress: bool = True, stop_at: int = 0) -> dict:
     """Train (or resume, or just return) the encoder ``kind`` in ``out_dir``; returns the summary.
 
-    ``teacher_feats``: (n_images, views, D) from :func:`s2ilib.teacher.compute_teacher_features`.
+    ``teacher_feats``: (n_images, views, D) from :func:`s2ilib.models.teacher.compute_teacher_features`.
     Stops at ``cfg.max_steps`` if > 0, else after the epochs (``cfg.text_epochs`` for text).
     ``stop_at`` > 0 stops after that step like a kill would (no final checkpoint, no export):
     used to test resuming and to time-box a run. A finished run folder returns its summary.
     One writer per folder: a second call on a folder in use fails at once with
-    :class:`s2ilib.runkit.RunLockedError`.
+    :class:`s2ilib.core.runkit.RunLockedError`.
     """
     if kind not in KINDS:
         raise EncoderTrainError(f"unknown encoder kind {kind!r}; choose one of {KINDS}")
@@ -513,7 +513,7 @@ def evaluate_retrieval(emb: dict, dataset: Any, teacher_feats: torch.Tensor) -> 
 
 def load_trained_encoder(out_dir: str | Path, map_location: str = "cpu"):
     """Rebuild a trained encoder from its run folder -> (model in eval mode, kind, tokenizer or None)."""
-    from s2ilib.config import EncoderConfig
+    from s2ilib.core.config import EncoderConfig
 
     path = Path(out_dir) / "checkpoint.pt"
     st = load_checkpoint(path, restore_rng=False, map_location=map_location)

@@ -71,9 +71,9 @@ class SpeechImageDataset:
 
     @property
     def speech(self):
-        """The :class:`~s2ilib.features.FeatureStore` in ``root/speech`` (None until built)."""
+        """The :class:`~s2ilib.speech.features.FeatureStore` in ``root/speech`` (None until built)."""
         if self._speech is None and (Path(self.root) / "speech" / "index.csv").is_file():
-            from s2ilib.features import FeatureStore
+            from s2ilib.speech.features import FeatureStore
 
             self._speech = FeatureStore.open(Path(self.root) / "speech")
         return self._speech
@@ -478,8 +478,8 @@ def load_image(record: ImageRecord, size: int | None = None, bbox_crop: bool = F
 
 
 def _featurize_one(args):
-    from s2ilib.audio import AudioError, duration_s, load_wav
-    from s2ilib.features import logmel
+    from s2ilib.speech.audio import AudioError, duration_s, load_wav
+    from s2ilib.speech.features import logmel
 
     path, sr, n_mels, min_frames = args
     try:
@@ -494,15 +494,15 @@ def featurize_wavs(dataset: SpeechImageDataset, out_dir: str | Path, sr: int = 1
                    mp_context: str | None = None):
     """Build a FeatureStore from the records' ``wavs`` (real speech; condition "seen", voice = speaker).
 
-    Files go through :func:`s2ilib.audio.load_wav` fix-ups. ``on_error="raise"`` stops at the first
-    unusable file (:class:`~s2ilib.audio.AudioError` naming it); ``"skip"`` leaves it out and lists it
+    Files go through :func:`s2ilib.speech.audio.load_wav` fix-ups. ``on_error="raise"`` stops at the first
+    unusable file (:class:`~s2ilib.speech.audio.AudioError` naming it); ``"skip"`` leaves it out and lists it
     in ``skipped.txt``. Built in ``<out_dir>.partial`` and moved into place when complete.
     """
     from tqdm.auto import tqdm
 
-    from s2ilib.audio import AudioError
-    from s2ilib.features import FeatureStore, FeatureStoreWriter, clear_partial, worker_pool
-    from s2ilib.io import atomic_write_text, staging_dir
+    from s2ilib.speech.audio import AudioError
+    from s2ilib.speech.features import FeatureStore, FeatureStoreWriter, clear_partial, worker_pool
+    from s2ilib.core.io import atomic_write_text, staging_dir
 
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")

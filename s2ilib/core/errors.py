@@ -1,7 +1,7 @@
 """How the command line reports errors: one line naming the file or key, and an exit status.
 
 * usage errors (exit 2): :class:`UsageError` (a bad command-line argument) and
-  :class:`s2ilib.config.ConfigError` (a bad configuration key or value);
+  :class:`s2ilib.core.config.ConfigError` (a bad configuration key or value);
 * failures (exit 1): every other exception defined in an ``s2ilib`` module (``AudioError``,
   ``DatasetError``, ``PipelineError``, ``TTSError``, ``EvaluationError``, ``StudyError``, ...) and
   ``OSError`` (a missing, unreadable, read-only or full file or folder; the message names the path).
@@ -26,7 +26,7 @@ def is_project_error(exc: BaseException) -> bool:
 
 
 def is_usage_error(exc: BaseException) -> bool:
-    from s2ilib.config import ConfigError
+    from s2ilib.core.config import ConfigError
 
     return isinstance(exc, (UsageError, ConfigError))
 

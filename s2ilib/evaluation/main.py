@@ -52,8 +52,8 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import torch
 
-from s2ilib.io import atomic_write_text
-from s2ilib.metrics import frechet_distance
+from s2ilib.core.io import atomic_write_text
+from s2ilib.evaluation.metrics import frechet_distance
 
 METHODS = ("one_stage", "two_stage", "classifier", "text")
 # Which generator run folder serves each method (two_stage reuses the text generator) ...
@@ -176,7 +176,7 @@ def _write_transcripts(path: Path, cache: dict[str, dict[str, str]], refs: dict[
 def asr_cache_key(transcriber: Any = None) -> str:
     """Model and decoding settings of ``transcriber`` (default: a default Whisper Transcriber)."""
     if transcriber is None:
-        from s2ilib.asr import default_cache_key
+        from s2ilib.speech.asr import default_cache_key
 
         return default_cache_key()
     key = getattr(transcriber, "cache_key", None)
@@ -194,7 +194,7 @@ def utterance_audio_key(ds, row: int, wave: np.ndarray | None = None) -> str:
         return "feat:" + hashlib.sha256(str(feat.shape).encode() + feat.tobytes()).hexdigest()[:24]
     if wave is None:
         raise ValueError("utterance_audio_key: the dataset has no speech store; pass the wave")
-    from s2ilib.asr import wave_hash
+    from s2ilib.speech.asr import wave_hash
 
     return "wave:" + wave_hash(wave)
 
@@ -206,9 +206,9 @@ def transcribe_queries(ds, queries, cache_path: str | Path, transcriber: Any = N
     audio_key, asr_key).
 
     The waves are re-synthesised deterministically (``speak(ds, store_row)``, default
-    :func:`s2ilib.study.speak_utterance`) since the store keeps only features. ``transcriber``
+    :func:`s2ilib.study.stages.speak_utterance`) since the store keeps only features. ``transcriber``
     needs ``transcribe(wave (T,) float32 16 kHz) -> str`` (default: a Whisper
-    :class:`s2ilib.asr.Transcriber`, built only if something is missing from the cache). A cached
+    :class:`s2ilib.speech.asr.Transcriber`, built only if something is missing from the cache). A cached
     transcript is reused only for the same audio content (:func:`utterance_audio_key`) and the same
     ASR model and decoding settings (:func:`asr_cache_key`), so identical runs give identical
     transcripts. The cache is saved every ``save_every`` utterances, so an interrupted run resumes.
@@ -221,7 +221,7 @@ def transcribe_queries(ds, queries, cache_path: str | Path, transcriber: Any = N
     asr_key = asr_cache_key(transcriber)
     has_store = getattr(getattr(ds, "speech", None), "get", None) is not None
     if speak is None:
-        from s2ilib.study import speak_utterance as speak
+        from s2ilib.study.stages import speak_utterance as speak
     todo, waves = [], {}
     for utt, row in dict.fromkeys((str(u), int(r)) for u, r in zip(queries["utt_id"], queries["row"])):
         # a repeated query (images_per_caption > 1) is transcribed once
@@ -233,7 +233,7 @@ def transcribe_queries(ds, queries, cache_path: str | Path, transcriber: Any = N
             todo.append((utt, row, audio))
     if todo:
         if transcriber is None:
-            from s2ilib.asr import Transcriber
+            from s2ilib.speech.asr import Transcriber
 
             transcriber = Transcriber()
         for k, (utt, row, audio) in enumerate(tqdm(todo, desc="asr", unit="utt", disable=not progress)):
@@ -273,7 +273,7 @@ def real_test_features(ds, paths, size: int, fid_size: int, progress: bool = Tru
                        load_images: Callable | None = None, bbox_crop: bool = False) -> torch.Tensor:
     """FID Inception features (n_test, 2048) of the real test images at ``size`` px, cached in eval/;
     ``bbox_crop``: of their bounding-box crops (the view the generators were trained on)."""
-    from s2ilib import metrics
+    from s2ilib.evaluation import metrics
 
     load_images = load_images or functools.partial(_load_images, bbox_crop=bbox_crop)
     test = ds.split("test")
@@ -286,7 +286,7 @@ def real_test_features(ds, paths, size: int, fid_size: int, progress: bool = Tru
 
 
 def _load_images(ds, indices, size: int, bbox_crop: bool = False) -> torch.Tensor:
-    from s2ilib.study import load_images_uint8
+    from s2ilib.study.stages import load_images_uint8
 
     return load_images_uint8(ds, list(indices), size, bbox_crop=bbox_crop)
 
@@ -317,7 +317,7 @@ def is_head_for(ds, paths, real_feats: torch.Tensor, cfg, size: int, fid_size: i
                 bbox_crop: bool = False):
     """The IS classifier of the dataset's test classes (trained once, saved in eval/; reused if its
     epochs, seed, image count and image view match)."""
-    from s2ilib import metrics
+    from s2ilib.evaluation import metrics
 
     labels = torch.tensor([ds.images[i].class_index for i in ds.split("test")])
     path = paths.eval(ds.name) / f"is_head_{size}px_inception{fid_size}{_view_suffix(bbox_crop)}.pt"
@@ -338,7 +338,7 @@ def reader_for(ds, paths, size: int, epochs: int, seed: int, progress: bool = Tr
     """The attribute reader of the dataset (``eval/<name>/attribute_reader.pt``), trained once on the
     real TRAINING images at ``size`` px (bounding-box crops with ``bbox_crop``) with their
     ground-truth attributes; None without attributes."""
-    from s2ilib import attribute_reader as AR
+    from s2ilib.evaluation import attribute_reader as AR
 
     if not ds.vocabulary:
         return None
@@ -362,7 +362,7 @@ def reader_reference(ds, reader, size: int, seed: int, load_images: Callable | N
                      bbox_crop: bool = False) -> dict[str, Any]:
     """Ceilings of the attribute metric: the reader's held-out accuracy (training classes) and its
     mention accuracy on the real test images against each of their captions (+ shuffled floor)."""
-    from s2ilib import attribute_reader as AR
+    from s2ilib.evaluation import attribute_reader as AR
 
     load_images = load_images or functools.partial(_load_images, bbox_crop=bbox_crop)
     test = ds.split("test")
@@ -407,7 +407,7 @@ class EvalContext:
 
 def _teacher_centre_view(teacher, images: torch.Tensor) -> torch.Tensor:
     """Teacher features of the centre view (the view the encoders were validated against)."""
-    from s2ilib.teacher import image_views
+    from s2ilib.models.teacher import image_views
 
     size = getattr(teacher, "input_size", None)
     if size is None:  # a plain feature function
@@ -430,7 +430,7 @@ def _candidates(labels: torch.Tensor, wanted: int) -> int:
 
 
 def _rprec(image_feats: torch.Tensor, judge: torch.Tensor, labels: torch.Tensor, ctx: EvalContext) -> dict[str, Any]:
-    from s2ilib.metrics import r_precision
+    from s2ilib.evaluation.metrics import r_precision
 
     k = _candidates(labels, ctx.rprec_candidates)
     if k < 2:
@@ -451,8 +451,8 @@ def evaluate_images(images_fn: Callable[[int, int], torch.Tensor], n: int, ctx: 
     """
     from tqdm.auto import tqdm
 
-    from s2ilib import attribute_reader as AR
-    from s2ilib import metrics
+    from s2ilib.evaluation import attribute_reader as AR
+    from s2ilib.evaluation import metrics
 
     if n < 2:
         raise EvaluationError(f"evaluate_images: need at least 2 images, got {n}")
@@ -503,7 +503,7 @@ def evaluate_images(images_fn: Callable[[int, int], torch.Tensor], n: int, ctx: 
 def generator_images_fn(generator, cond: torch.Tensor, seed: int, bf16: bool = True) -> Callable[[int, int], torch.Tensor]:
     """``images_fn`` of :func:`evaluate_images` for a generator: image i = G(z_i, cond[i]); the
     noise of a chunk depends only on (seed, chunk start), so every method draws the same z_i."""
-    from s2ilib.train_gan import generate
+    from s2ilib.training.gan_trainer import generate
 
     dev = next(generator.parameters()).device
 
@@ -564,7 +564,7 @@ def _jsonable(obj: Any) -> Any:
 
 
 def _default_teacher(cfg):
-    from s2ilib.teacher import Teacher
+    from s2ilib.models.teacher import Teacher
 
     e = cfg.encoder
     return Teacher(e.teacher, e.teacher_weights, e.teacher_image_size, bf16=e.bf16,
@@ -573,7 +573,7 @@ def _default_teacher(cfg):
 
 def _embedding_cache(paths, name: str) -> Callable[[str], dict[str, Any]]:
     """``kind -> embeddings.pt`` of the dataset's encoders, each file read once."""
-    from s2ilib.study import load_embeddings
+    from s2ilib.study.stages import load_embeddings
 
     embs: dict[str, dict] = {}
 
@@ -586,7 +586,7 @@ def _embedding_cache(paths, name: str) -> Callable[[str], dict[str, Any]]:
 
 
 def _load_gen(paths, name: str, method: str, device: str):
-    from s2ilib.train_gan import load_generator
+    from s2ilib.training.gan_trainer import load_generator
 
     path = paths.gan(name, METHOD_GAN[method]) / "generator_ema.pt"
     if not path.is_file():
@@ -596,14 +596,14 @@ def _load_gen(paths, name: str, method: str, device: str):
 
 def _conditions_for(ds, method: str, queries, paths, cfg, emb_cache, asr, progress) -> tuple[torch.Tensor, dict]:
     """Condition embeddings (N, D) of one method for the queries, plus extras (transcripts, WER)."""
-    from s2ilib.metrics import wer
+    from s2ilib.evaluation.metrics import wer
 
     name = ds.name
     if method in ("one_stage", "classifier", "text"):
         kind = METHOD_ENCODER[method]
         return lookup_embeddings(emb_cache(kind), queries, kind), {}
     # two_stage: ASR -> text encoder
-    from s2ilib.train_encoder import load_trained_encoder
+    from s2ilib.training.encoder_trainer import load_trained_encoder
 
     cond = str(queries["condition"].iloc[0])
     t0 = time.perf_counter()
@@ -624,10 +624,10 @@ def run_main_evaluation(ds, cfg, paths, methods: Sequence[str] = METHODS, progre
     """The main table of one dataset: {method: {condition: {metric: value, "n_images", "n_real"}}}
     plus "reader", "is_head", "asr": {"wer": {condition: v}}, "timings", "queries", "key".
 
-    ``cfg``: a StudyConfig. ``teacher``: a :class:`s2ilib.teacher.Teacher` (or anything with
+    ``cfg``: a StudyConfig. ``teacher``: a :class:`s2ilib.models.teacher.Teacher` (or anything with
     ``features(uint8 images) -> (B, D)``) for R-precision; built from ``cfg.encoder`` if None.
     ``transcriber`` / ``speak``: ASR and speech re-synthesis of the two-stage method (defaults:
-    Whisper, :func:`s2ilib.study.speak_utterance`). Cached in ``eval/<name>/main.json`` under
+    Whisper, :func:`s2ilib.study.stages.speak_utterance`). Cached in ``eval/<name>/main.json`` under
     :func:`evaluation_key`; finished (method, condition) parts are kept in ``main.parts.json`` so an
     interrupted run resumes. ``force`` recomputes.
     """
@@ -828,7 +828,7 @@ def example_rows(ds, paths, methods: Sequence[str] = METHODS, n: int = 6, seed: 
     utterance and the same noise: [{"utt_id", "image_idx", "text", "voice", "transcript" (two_stage),
     "real": uint8 (3, S, S), "images": {method: uint8 (3, S, S)}}]. Transcripts come from the
     evaluation's cache when present."""
-    from s2ilib.train_encoder import load_trained_encoder
+    from s2ilib.training.encoder_trainer import load_trained_encoder
 
     q = evaluation_queries(ds, condition, 0, seed)
     first = q.groupby("image_idx", sort=False).head(1)  # one utterance per test image
@@ -873,8 +873,8 @@ def reader_path(run_root: str | Path, preset: str, dataset: str) -> Path:
 def cmd_read_attributes(args) -> int:
     import sys
 
-    from s2ilib import attribute_reader as AR
-    from s2ilib.teacher import load_image_uint8
+    from s2ilib.evaluation import attribute_reader as AR
+    from s2ilib.models.teacher import load_image_uint8
 
     path = reader_path(args.run_root, args.preset, args.dataset)
     if not path.is_file():

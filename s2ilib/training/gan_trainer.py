@@ -8,7 +8,7 @@ The trainer takes plain tensors, so it does not depend on how embeddings or imag
   ``cond_image_idx`` (E,): its image, ``image_class`` (N,): the class of every image (wrong pairs
   are real images of a *different* class, paper §III-C).
 
-Run folder (``out_dir``, locked while training, see :mod:`s2ilib.runkit`): ``config.json``,
+Run folder (``out_dir``, locked while training, see :mod:`s2ilib.core.runkit`): ``config.json``,
 ``checkpoint.pt`` (G, Ds, EMA, optimisers, step, RNG states; a safe weights file),
 ``generator_ema.pt`` (what inference loads), ``log.jsonl`` (one line per step),
 ``samples/step_XXXXXXX_<size>.png`` and ``summary.json``. Rerunning with the same ``out_dir``
@@ -32,11 +32,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from s2ilib.gan import StackGenerator, build_discriminators, generator_kwargs
-from s2ilib.gan_losses import color_consistency_loss, d_loss, g_adv_loss, kl_loss
-from s2ilib.config import save_config
-from s2ilib.io import atomic_write_text, seed_everything, torch_save_atomic
-from s2ilib.runkit import (check_same_run, config_diff, load_checkpoint, rng_state, set_rng_state, truncate_jsonl,
+from s2ilib.models.gan import StackGenerator, build_discriminators, generator_kwargs
+from s2ilib.training.gan_losses import color_consistency_loss, d_loss, g_adv_loss, kl_loss
+from s2ilib.core.config import save_config
+from s2ilib.core.io import atomic_write_text, seed_everything, torch_save_atomic
+from s2ilib.core.runkit import (check_same_run, config_diff, load_checkpoint, rng_state, set_rng_state, truncate_jsonl,
                            writer)
 
 CHECKPOINT = "checkpoint.pt"

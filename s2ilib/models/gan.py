@@ -65,7 +65,7 @@ class CondAugment(nn.Module):
     """Conditioning augmentation: embedding (B, in_dim) -> c ~ N(mu, diag(exp(logvar))), (B, ca_dim).
 
     ``fc -> GLU`` gives ``mu`` and ``logvar``; ``c = mu + eps * exp(logvar / 2)``. The KL term to
-    N(0, I) (see :func:`s2ilib.gan_losses.kl_loss`) keeps the condition manifold smooth.
+    N(0, I) (see :func:`s2ilib.training.gan_losses.kl_loss`) keeps the condition manifold smooth.
     """
 
     def __init__(self, in_dim: int, ca_dim: int):
@@ -236,7 +236,7 @@ def build_discriminators(sizes: list[int], df_dim: int, cond_dim: int) -> nn.Mod
 
 
 def generator_kwargs(cfg: Any, cond_dim: int) -> dict[str, int]:
-    """StackGenerator arguments from a :class:`s2ilib.config.GanConfig` and the embedding size."""
+    """StackGenerator arguments from a :class:`s2ilib.core.config.GanConfig` and the embedding size."""
     return dict(branches=cfg.branches, base_size=cfg.base_size, gf_dim=cfg.gf_dim, z_dim=cfg.z_dim,
                 ca_dim=cfg.ca_dim, cond_dim=cond_dim, r_num=cfg.r_num)
 

@@ -28,7 +28,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from s2ilib.io import atomic_write_text
+from s2ilib.core.io import atomic_write_text
 
 SCHEMA_VERSION = 1
 _PACKAGES = ("torch", "torchvision", "torchaudio", "numpy", "scipy", "pandas", "torchmetrics",

@@ -23,13 +23,13 @@ Problems it refuses with :class:`AudioError` (a ``ValueError`` whose message nam
   A multichannel file whose channels cancel when averaged to mono (the downmix peaks 60 dB
   or more below the channels) is refused with that reason.
 
-The same rule applies to synthesised speech: :func:`check_waveform` is what :mod:`s2ilib.tts`
+The same rule applies to synthesised speech: :func:`check_waveform` is what :mod:`s2ilib.speech.tts`
 calls on every utterance, so ``s2i generate --say`` refuses what ``--wav`` refuses.
 :func:`save_wav` raises :class:`AudioError` naming the file and the OS problem (read-only
 folder, full disk) instead of libsndfile's bare "System error".
 
 Short files are *not* an error here: the encoder needs at least 64 frames (0.64 s) and
-:func:`s2ilib.features.logmel` pads shorter utterances (documented there).
+:func:`s2ilib.speech.features.logmel` pads shorter utterances (documented there).
 """
 from __future__ import annotations
 
@@ -186,7 +186,7 @@ def save_wav(path: str | Path, wave: np.ndarray, sr: int = 16000) -> Path:
 
     import soundfile as sf
 
-    from s2ilib.io import atomic_path
+    from s2ilib.core.io import atomic_path
 
     path = Path(path)
     clipped = np.clip(np.asarray(wave, dtype=np.float32), -1.0, 1.0)
