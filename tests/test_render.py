@@ -4,7 +4,8 @@ import pytest
 from PIL import Image
 
 from s2ilib.data.render import part_anchor, render_image, sample_scene, scene_bbox
-from s2ilib.data.vocab import COLOUR_ATTRIBUTES, make_classes, nearest_colour, sample_attributes
+from s2ilib.data.species import make_classes, sample_attributes
+from s2ilib.data.vocab import COLOUR_ATTRIBUTES, nearest_colour
 
 
 def _scenes(kind: str, n: int, seed: int = 0):

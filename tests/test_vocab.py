@@ -1,9 +1,11 @@
-"""Attribute vocabulary, species and captions of the synthetic datasets (s2ilib.data.vocab)."""
+"""Attribute vocabulary, species and captions of the synthetic datasets (s2ilib.data.vocab, species, captions)."""
 import re
 
 import numpy as np
 import pytest
 
+from s2ilib.data.captions import make_captions
+from s2ilib.data.species import make_classes, sample_attributes
 from s2ilib.data.vocab import (
     COLOUR_ATTRIBUTES,
     COLOUR_WORDS,
@@ -12,10 +14,7 @@ from s2ilib.data.vocab import (
     VALUE_WORDS,
     attribute_names,
     describe_colour,
-    make_captions,
-    make_classes,
     nearest_colour,
-    sample_attributes,
     shade_colour,
     vocabulary,
 )

@@ -22,7 +22,9 @@ from tqdm.auto import tqdm
 from s2ilib.core.config import DataConfig
 from s2ilib.core.io import atomic_write_text, staging_dir
 from s2ilib.data.render import Scene, render_image, sample_scene, scene_bbox
-from s2ilib.data.vocab import Species, make_captions, make_classes, sample_attributes, train_values, vocabulary
+from s2ilib.data.captions import make_captions
+from s2ilib.data.species import Species, make_classes, sample_attributes, train_values
+from s2ilib.data.vocab import vocabulary
 
 SYNTH_VERSION = 1  # bump when rendering or captions change: old folders then refuse to be reused
 DATASETS = {"synth-birds": "birds", "synth-flowers": "flowers"}
