@@ -1,0 +1,84 @@
+"""Variants: run folders keyed by the config keys that differ from the preset.
+
+Every stage's output folder is ``<method>`` for the preset's own configuration and
+``<method>@<variant>`` otherwise, where the variant names the keys that change the stage's
+result (``one_stage@gan.kl_coef=0,gan.steps=3000``). An ablation therefore never lands in the
+baseline's folder, and a rerun of the same variant finds (and resumes) its own folder.
+
+A stage depends on the keys of its own section and of every stage before it:
+data -> encoder -> gan -> eval. Keys that only change how work is done, not what it produces
+(device, worker count, checkpoint and sample cadence), are left out.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from pathlib import Path
+from typing import Any
+
+STAGE_SECTIONS = {
+    "data": ("seed", "data"),
+    "encoder": ("seed", "data", "encoder"),
+    "gan": ("seed", "data", "encoder", "gan"),
+    "eval": ("seed", "data", "encoder", "gan", "eval"),
+}
+# Keys that do not change a stage's result.
+NEUTRAL_KEYS = {"device", "data.workers", "encoder.ckpt_every", "gan.ckpt_every", "gan.sample_every"}
+MAX_NAME = 80
+
+
+class VariantError(ValueError):
+    """An unknown stage."""
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{key}."))
+        else:
+            out[key] = v
+    return out
+
+
+def config_diff(cfg: Any, stage: str) -> dict[str, Any]:
+    """Keys (dotted) of ``cfg`` that differ from its preset and matter to ``stage``."""
+    from s2ilib.core.config import get_config
+
+    if stage not in STAGE_SECTIONS:
+        raise VariantError(f"unknown stage {stage!r}; choose one of {list(STAGE_SECTIONS)}")
+    base = flatten(dataclasses.asdict(get_config(cfg.preset)))
+    mine = flatten(dataclasses.asdict(cfg))
+    sections = STAGE_SECTIONS[stage]
+    return {k: v for k, v in sorted(mine.items())
+            if k.split(".")[0] in sections and k not in NEUTRAL_KEYS and base.get(k) != v}
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, (list, tuple)):
+        return "-".join(_fmt(x) for x in v)
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", str(v))
+
+
+def variant_name(cfg: Any, stage: str) -> str:
+    """``""`` for the preset's configuration, else ``key=value,...`` (hashed when long)."""
+    diff = config_diff(cfg, stage)
+    if not diff:
+        return ""
+    name = ",".join(f"{k}={_fmt(v)}" for k, v in diff.items())
+    if len(name) > MAX_NAME:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:10]
+        name = f"{name[:MAX_NAME - 12]}~{digest}"
+    return name
+
+
+def variant_dir(parent: str | Path, name: str, cfg: Any, stage: str) -> Path:
+    """``parent/name`` for the preset, ``parent/name@variant`` otherwise."""
+    v = variant_name(cfg, stage)
+    return Path(parent) / (f"{name}@{v}" if v else name)
