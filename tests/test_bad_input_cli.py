@@ -181,7 +181,7 @@ def pipeline(tmp_path, monkeypatch):
     (gan / "pipeline.json").write_text(json.dumps({"dataset": "synth-birds", "method": "one_stage",
                                                    "encoder": "speech_ts", "encoder_dir": str(enc_dir)}))
     state = {"dim": DIM}
-    monkeypatch.setattr("s2ilib.training.encoder_trainer.load_trained_encoder",
+    monkeypatch.setattr("s2ilib.models.loading.load_trained_encoder",
                         lambda d, map_location="cpu": (_encoder(state["dim"]), "speech_ts", None))
     import soundfile as sf
 

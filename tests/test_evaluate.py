@@ -18,7 +18,8 @@ from s2ilib.evaluation import metrics as M
 
 from s2ilib.evaluation import main as EV
 from s2ilib.core.config import get_config
-from s2ilib.study.stages import RunPaths, load_images_uint8
+from s2ilib.data.images import load_images_uint8
+from s2ilib.study.stages import RunPaths
 
 SIZE = 32  # GAN output resolution of the tiny generators
 DIM = 16  # teacher / embedding dimension

@@ -21,10 +21,12 @@ from s2ilib.evaluation import metrics as M
 from s2ilib.core import runkit
 from s2ilib.training.checkpoint import CheckpointError, load_checkpoint
 from s2ilib.core.config import EncoderConfig, get_config
-from s2ilib.study.stages import EmbeddingsError, RunPaths, load_embeddings
+from s2ilib.models.embedding import EmbeddingsError
+from s2ilib.study.stages import RunPaths, load_embeddings
 from s2ilib.models.teacher import Teacher, TeacherError, compute_teacher_features
-from s2ilib.training.encoder_trainer import load_trained_encoder, train_encoder
-from s2ilib.training.gan_trainer import GanCheckpointError, load_generator, train_gan
+from s2ilib.models.loading import GanCheckpointError, load_generator, load_trained_encoder
+from s2ilib.training.encoder_trainer import train_encoder
+from s2ilib.training.gan_trainer import train_gan
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -188,7 +188,7 @@ def test_bbox_crop_keeps_the_whole_bird_and_enlarges_it(built):
     """gan.bbox_crop trains on StackGAN's crop around each box: it must never cut the subject, and on
     the embedded birds it should make the bird fill much more of the frame; flowers have no boxes."""
     from s2ilib.data.datasets import bbox_crop_box, load_dataset
-    from s2ilib.study.stages import load_images_uint8
+    from s2ilib.data.images import load_images_uint8
 
     birds = load_dataset(built["synth-birds"])
     gains = []

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from s2ilib.core.config import EncoderConfig
-from s2ilib.training.encoder_trainer import (EncoderTrainError, epoch_batches, export_embeddings, load_trained_encoder,
+from s2ilib.models.embedding import export_embeddings
+from s2ilib.models.loading import load_trained_encoder
+from s2ilib.training.encoder_trainer import (EncoderTrainError, epoch_batches,
                                   train_encoder)
 
 N_CLASSES, PER_CLASS, CAPTIONS, DIM, VIEWS = 6, 3, 2, 16, 2

@@ -10,7 +10,8 @@ from torch import nn
 
 from s2ilib.core.config import get_config
 from s2ilib.training.gan_trainer import (GanCheckpointError, GanDataError, WrongImageSampler, _batch_images, ema_update,
-                              epoch_order, generate, image_pyramid, load_generator, train_gan)
+                              epoch_order, image_pyramid, train_gan)
+from s2ilib.models.loading import generate, load_generator
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -141,6 +141,9 @@ class EvalConfig:
 class StudyConfig:
     preset: str = "paper"
     seed: int = 1234
+    # One device switch for every stage (teacher features, both trainers, evaluation, inference):
+    # "auto" picks CUDA when present, "cuda" without a GPU is an error (s2ilib.core.device).
+    device: str = "auto"
     data: DataConfig = field(default_factory=DataConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     gan: GanConfig = field(default_factory=GanConfig)
@@ -389,6 +392,8 @@ def validate(cfg: StudyConfig) -> StudyConfig:
                 name = f"{key}[{i}]" if isinstance(value, list) else key
                 finite = "" if math.isfinite(v) else "a finite number "
                 raise ConfigError(f"{name} = {v!r} is out of range: must be {finite}{rng.describe()}")
+    if cfg.device.split(":")[0] not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"device = {cfg.device!r}: choose one of auto, cpu, cuda (or cuda:N)")
     e, g, d = cfg.encoder, cfg.gan, cfg.data
     if len(e.cnn_channels) != 8:
         raise ConfigError(f"encoder.cnn_channels = {e.cnn_channels!r}: needs 8 widths (one per conv layer)")

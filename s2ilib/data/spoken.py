@@ -188,3 +188,12 @@ def _build(dataset: SpeechImageDataset, out_dir: Path, cfg: DataConfig, seed: in
     if out_dir.resolve() == (Path(dataset.root) / "speech").resolve():
         dataset.speech = store  # replace a store opened before this rebuild
     return store
+
+
+def speak_utterance(ds, row: int, sr: int = 16000) -> np.ndarray:
+    """Re-synthesise utterance ``row`` of the dataset's store (deterministic), 16 kHz float32."""
+    from s2ilib.speech.tts import Voice, get_engine
+
+    r = ds.speech.index.iloc[int(row)]
+    voice = Voice.from_id(r["voice"])
+    return get_engine(voice.engine).synthesize(str(r["text"]), voice, sr=sr)

@@ -206,7 +206,7 @@ def transcribe_queries(ds, queries, cache_path: str | Path, transcriber: Any = N
     audio_key, asr_key).
 
     The waves are re-synthesised deterministically (``speak(ds, store_row)``, default
-    :func:`s2ilib.study.stages.speak_utterance`) since the store keeps only features. ``transcriber``
+    :func:`s2ilib.data.spoken.speak_utterance`) since the store keeps only features. ``transcriber``
     needs ``transcribe(wave (T,) float32 16 kHz) -> str`` (default: a Whisper
     :class:`s2ilib.speech.asr.Transcriber`, built only if something is missing from the cache). A cached
     transcript is reused only for the same audio content (:func:`utterance_audio_key`) and the same
@@ -221,7 +221,7 @@ def transcribe_queries(ds, queries, cache_path: str | Path, transcriber: Any = N
     asr_key = asr_cache_key(transcriber)
     has_store = getattr(getattr(ds, "speech", None), "get", None) is not None
     if speak is None:
-        from s2ilib.study.stages import speak_utterance as speak
+        from s2ilib.data.spoken import speak_utterance as speak
     todo, waves = [], {}
     for utt, row in dict.fromkeys((str(u), int(r)) for u, r in zip(queries["utt_id"], queries["row"])):
         # a repeated query (images_per_caption > 1) is transcribed once
@@ -286,7 +286,7 @@ def real_test_features(ds, paths, size: int, fid_size: int, progress: bool = Tru
 
 
 def _load_images(ds, indices, size: int, bbox_crop: bool = False) -> torch.Tensor:
-    from s2ilib.study.stages import load_images_uint8
+    from s2ilib.data.images import load_images_uint8
 
     return load_images_uint8(ds, list(indices), size, bbox_crop=bbox_crop)
 
@@ -503,7 +503,7 @@ def evaluate_images(images_fn: Callable[[int, int], torch.Tensor], n: int, ctx: 
 def generator_images_fn(generator, cond: torch.Tensor, seed: int, bf16: bool = True) -> Callable[[int, int], torch.Tensor]:
     """``images_fn`` of :func:`evaluate_images` for a generator: image i = G(z_i, cond[i]); the
     noise of a chunk depends only on (seed, chunk start), so every method draws the same z_i."""
-    from s2ilib.training.gan_trainer import generate
+    from s2ilib.models.loading import generate
 
     dev = next(generator.parameters()).device
 
@@ -573,20 +573,20 @@ def _default_teacher(cfg):
 
 def _embedding_cache(paths, name: str) -> Callable[[str], dict[str, Any]]:
     """``kind -> embeddings.pt`` of the dataset's encoders, each file read once."""
-    from s2ilib.study.stages import load_embeddings
+    from s2ilib.models.embedding import load_embeddings
 
     embs: dict[str, dict] = {}
 
     def get(kind: str) -> dict[str, Any]:
         if kind not in embs:
-            embs[kind] = load_embeddings(paths, name, kind)
+            embs[kind] = load_embeddings(paths.encoder(name, kind))
         return embs[kind]
 
     return get
 
 
 def _load_gen(paths, name: str, method: str, device: str):
-    from s2ilib.training.gan_trainer import load_generator
+    from s2ilib.models.loading import load_generator
 
     path = paths.gan(name, METHOD_GAN[method]) / "generator_ema.pt"
     if not path.is_file():
@@ -603,7 +603,7 @@ def _conditions_for(ds, method: str, queries, paths, cfg, emb_cache, asr, progre
         kind = METHOD_ENCODER[method]
         return lookup_embeddings(emb_cache(kind), queries, kind), {}
     # two_stage: ASR -> text encoder
-    from s2ilib.training.encoder_trainer import load_trained_encoder
+    from s2ilib.models.loading import load_trained_encoder
 
     cond = str(queries["condition"].iloc[0])
     t0 = time.perf_counter()
@@ -627,7 +627,7 @@ def run_main_evaluation(ds, cfg, paths, methods: Sequence[str] = METHODS, progre
     ``cfg``: a StudyConfig. ``teacher``: a :class:`s2ilib.models.teacher.Teacher` (or anything with
     ``features(uint8 images) -> (B, D)``) for R-precision; built from ``cfg.encoder`` if None.
     ``transcriber`` / ``speak``: ASR and speech re-synthesis of the two-stage method (defaults:
-    Whisper, :func:`s2ilib.study.stages.speak_utterance`). Cached in ``eval/<name>/main.json`` under
+    Whisper, :func:`s2ilib.data.spoken.speak_utterance`). Cached in ``eval/<name>/main.json`` under
     :func:`evaluation_key`; finished (method, condition) parts are kept in ``main.parts.json`` so an
     interrupted run resumes. ``force`` recomputes.
     """
@@ -828,7 +828,7 @@ def example_rows(ds, paths, methods: Sequence[str] = METHODS, n: int = 6, seed: 
     utterance and the same noise: [{"utt_id", "image_idx", "text", "voice", "transcript" (two_stage),
     "real": uint8 (3, S, S), "images": {method: uint8 (3, S, S)}}]. Transcripts come from the
     evaluation's cache when present."""
-    from s2ilib.training.encoder_trainer import load_trained_encoder
+    from s2ilib.models.loading import load_trained_encoder
 
     q = evaluation_queries(ds, condition, 0, seed)
     first = q.groupby("image_idx", sort=False).head(1)  # one utterance per test image

@@ -14,12 +14,14 @@ from typing import Any
 import numpy as np
 
 from s2ilib.core.config import StudyConfig
+from s2ilib.data.images import load_images_uint8
+from s2ilib.data.spoken import speak_utterance  # noqa: F401 (notebook API)
+from s2ilib.models import embedding
 
-EMBEDDING_KEYS = ("emb", "image_idx", "caption_idx", "condition", "utt_id", "encoder", "dim")
 
-
-class EmbeddingsError(ValueError):
-    """An ``embeddings.pt`` is unreadable, unsafe (not plain tensors and types) or malformed."""
+def load_embeddings(paths: "RunPaths", dataset: str, kind: str) -> dict[str, Any]:
+    """``embeddings.pt`` of the encoder ``kind`` of ``dataset`` in this run (a safe weights file)."""
+    return embedding.load_embeddings(paths.encoder(dataset, kind))
 
 
 @dataclass(frozen=True)
@@ -133,15 +135,6 @@ def sample_images(ds, n: int, seed: int, split: str = "train", size: int | None 
     return images, captions, chosen
 
 
-def speak_utterance(ds, row: int, sr: int = 16000) -> np.ndarray:
-    """Re-synthesise utterance ``row`` of the dataset's store (deterministic), 16 kHz float32."""
-    from s2ilib.speech.tts import Voice, get_engine
-
-    r = ds.speech.index.iloc[int(row)]
-    voice = Voice.from_id(r["voice"])
-    return get_engine(voice.engine).synthesize(str(r["text"]), voice, sr=sr)
-
-
 def attribute_table(ds):
     """Long table (split, attribute, value, images) of ground-truth attribute counts."""
     import pandas as pd
@@ -194,25 +187,6 @@ def train_encoder_stage(ds, kind: str, cfg: StudyConfig, paths: RunPaths, teache
 
     return train_encoder(kind, ds, teacher_feats, cfg.encoder, paths.encoder(ds.name, kind),
                          seed=cfg.seed, progress=progress)
-
-
-def load_embeddings(paths: RunPaths, dataset: str, kind: str) -> dict[str, Any]:
-    """``embeddings.pt`` of a trained encoder (schema in docs/ARCHITECTURE.md).
-
-    Read as a safe weights file: one holding anything but tensors and plain types is refused with
-    :class:`EmbeddingsError` naming it (never run).
-    """
-    import torch
-
-    from s2ilib.core.runkit import load_checkpoint
-
-    path = paths.encoder(dataset, kind) / "embeddings.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: encoder {kind!r} not trained; run notebook 02 at this preset")
-    emb = load_checkpoint(path, EmbeddingsError, EMBEDDING_KEYS, what="embeddings file")
-    if not isinstance(emb["emb"], torch.Tensor) or emb["emb"].ndim != 2 or len(emb["image_idx"]) != len(emb["emb"]):
-        raise EmbeddingsError(f"{path}: malformed embeddings (emb must be (N, D) with one image_idx per row)")
-    return emb
 
 
 def linear_probe(emb: dict[str, Any], ds, teacher_feats, ridge: float = 1.0) -> dict[str, Any]:
@@ -315,17 +289,6 @@ def gan_image_size(cfg: StudyConfig) -> int:
     return cfg.gan.base_size * 2 ** (cfg.gan.branches - 1)
 
 
-def load_images_uint8(ds, indices, size: int, bbox_crop: bool = False):
-    """uint8 tensor (n, 3, size, size) of the dataset's images at ``indices``; with ``bbox_crop``
-    each image is first cropped around its bounding box (images without one are kept whole)."""
-    import torch
-
-    from s2ilib.data.datasets import load_image
-
-    arrays = [np.asarray(load_image(ds.images[i], size, bbox_crop=bbox_crop), dtype=np.uint8) for i in indices]
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-
-
 def fixed_test_rows(emb: dict[str, Any], ds, n: int, seed: int, condition: str = "seen") -> list[int]:
     """``n`` embedding rows of distinct unseen test classes (the sample grids' fixed conditions)."""
     rng = np.random.default_rng(seed)
@@ -410,7 +373,7 @@ def test_utterance_rows(ds, n: int, seed: int, condition: str = "seen") -> list[
 
 
 def load_generator_for(paths: RunPaths, dataset: str, method: str):
-    from s2ilib.training.gan_trainer import GENERATOR_EMA, load_generator
+    from s2ilib.models.loading import GENERATOR_EMA, load_generator
 
     path = paths.gan(dataset, method) / GENERATOR_EMA
     if not path.is_file():
@@ -433,7 +396,7 @@ def real_images_for_utterances(ds, rows: list[int], cfg: StudyConfig):
 
 def images_for_utterances(ds, paths: RunPaths, method: str, rows: list[int], n: int = 8, seed: int = 0):
     """For each store row: uint8 (n, 3, S, S) images from ``n`` noise draws (same noise per row)."""
-    from s2ilib.training.gan_trainer import generate
+    from s2ilib.models.loading import generate
 
     gen = load_generator_for(paths, ds.name, method)
     cond = speech_embedding_rows(paths, ds.name, GAN_METHODS[method], rows)
@@ -445,7 +408,7 @@ def matched_vs_shuffled(ds, paths: RunPaths, method: str, rows: list[int], seed:
 
     Returns (matched uint8 (k,3,S,S), shuffled uint8 (k,3,S,S), shuffled order).
     """
-    from s2ilib.training.gan_trainer import generate
+    from s2ilib.models.loading import generate
 
     gen = load_generator_for(paths, ds.name, method)
     cond = speech_embedding_rows(paths, ds.name, GAN_METHODS[method], rows)
@@ -472,7 +435,7 @@ def inference_latency(gan_dir: Path, text: str, n: int = 8, repeats: int = 3) ->
     """Seconds from a spoken sentence's waveform to ``n`` images (median of ``repeats``), CPU."""
     import time
 
-    from s2ilib.inference import SpeechToImage
+    from s2ilib.models.pipeline import SpeechToImage
     from s2ilib.speech.tts import Voice, get_engine
 
     t0 = time.time()

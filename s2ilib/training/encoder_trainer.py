@@ -30,26 +30,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from s2ilib.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from s2ilib.models.encoders import ClassifierEncoder, SpeechEncoder, TextEncoder, Tokenizer
-from s2ilib.core.io import atomic_write_text, seed_everything, torch_save_atomic
+from s2ilib.training.checkpoint import load_checkpoint, save_checkpoint
+from s2ilib.models.embedding import _embed, _store_table, collate_speech, export_embeddings
+from s2ilib.models.encoders import Tokenizer
+from s2ilib.models.loading import KINDS, EncoderTrainError, build_model
+from s2ilib.core.io import atomic_write_text, seed_everything
 from s2ilib.training.losses import TeacherStudentLoss
 from s2ilib.core.results import append_jsonl
 from s2ilib.evaluation.retrieval import retrieval_metrics
 from s2ilib.core.runkit import check_same_run, truncate_jsonl, writer
 
-KINDS = ("speech_ts", "speech_cls", "text_ts")
 VAL_FRACTION = 0.05  # of the training images, held out for validation
 VAL_MAX_IMAGES = 50
 VAL_MIN_IMAGES = 2
 MEGABATCH = 16  # bucketing: sort by length within groups of 16 batches, then shuffle batches
-TEXT_EMB_DIM = 300
 # Keys that may change between a run and its resume (they extend or re-time training).
 RESUMABLE_KEYS = {"epochs", "max_steps", "text_epochs", "val_every", "ckpt_every"}
-
-
-class EncoderTrainError(ValueError):
-    """Bad trainer inputs or a run folder that belongs to another configuration."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -72,13 +68,6 @@ class _Items:
     def take(self, sel: np.ndarray) -> "_Items":
         return _Items(self.image_idx[sel], self.caption_idx[sel], self.rows[sel], self.n_frames[sel],
                       [self.texts[i] for i in sel])
-
-
-def _store_table(dataset: Any):
-    store = dataset.speech
-    if store is None:
-        raise EncoderTrainError(f"dataset {dataset.name!r} ({dataset.root}) has no speech feature store")
-    return store, store.index
 
 
 def _speech_items(dataset: Any) -> _Items:
@@ -138,53 +127,12 @@ def epoch_batches(n_frames: np.ndarray, batch_size: int, seed: int, epoch: int, 
     return [batches[i] for i in order if len(batches[i]) >= 2]
 
 
-def collate_speech(store: Any, rows: np.ndarray, max_frames: int = 0,
-                   rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Store rows -> features (B, n_mels, T) zero-padded, lengths (B,).
-
-    Utterances longer than ``max_frames`` are cropped: at a random offset with ``rng``
-    (training), from the start without.
-    """
-    feats = [store.get(int(r)) for r in rows]
-    out = []
-    for f in feats:
-        n = f.shape[1]
-        if max_frames and n > max_frames:
-            off = int(rng.integers(0, n - max_frames + 1)) if rng is not None else 0
-            f = f[:, off : off + max_frames]
-        out.append(torch.from_numpy(np.ascontiguousarray(f)))
-    lengths = torch.tensor([f.shape[1] for f in out])
-    x = torch.zeros(len(out), out[0].shape[0], int(lengths.max()))
-    for i, f in enumerate(out):
-        x[i, :, : f.shape[1]] = f
-    return x, lengths
-
-
 # --------------------------------------------------------------------------------------------
 # models
 
 
 def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def build_model(kind: str, cfg: Any, out_dim: int, n_mels: int = 40, n_classes: int = 0,
-                vocab_size: int = 0) -> torch.nn.Module:
-    """The encoder of ``kind`` with the sizes of ``cfg`` (an EncoderConfig)."""
-    speech = dict(cnn_channels=cfg.cnn_channels, rnn_type=cfg.rnn_type, rnn_hidden=cfg.rnn_hidden,
-                  out_dim=out_dim, n_mels=n_mels)
-    if kind == "speech_ts":
-        return SpeechEncoder(**speech)
-    if kind == "speech_cls":
-        return ClassifierEncoder(n_classes, **speech)
-    if kind == "text_ts":
-        return TextEncoder(vocab_size, out_dim=out_dim, rnn_type=cfg.rnn_type, rnn_hidden=cfg.rnn_hidden,
-                           emb_dim=TEXT_EMB_DIM)
-    raise EncoderTrainError(f"unknown encoder kind {kind!r}; choose one of {KINDS}")
-
-
-def _embed(model: torch.nn.Module, kind: str, inputs: tuple) -> torch.Tensor:
-    return model.embed(*inputs) if kind == "speech_cls" else model(*inputs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -442,56 +390,6 @@ def _final_outputs(run: _Run, out: Path, step: int, progress: bool) -> dict:
     return {"val": val, "test": test}
 
 
-@torch.no_grad()
-def export_embeddings(model: torch.nn.Module, kind: str, dataset: Any, path: str | Path | None = None,
-                      tokenizer: Tokenizer | None = None, batch_size: int = 64, bf16: bool = False,
-                      max_frames: int = 0, progress: bool = True) -> dict:
-    """Embeddings of EVERY utterance of the dataset's store (speech kinds) or every caption (text).
-
-    Returns (and saves atomically to ``path``) ``{"emb" (N, D), "image_idx" (N,), "caption_idx" (N,),
-    "condition" list[str], "utt_id" list[str], "encoder": kind, "dim": D}``. Speech rows follow the
-    store's row order; captions follow (image, caption) order. Utterances are not cropped unless
-    ``max_frames`` > 0.
-    """
-    from tqdm.auto import tqdm
-
-    device = next(model.parameters()).device
-    model.eval()
-    if kind == "text_ts":
-        if tokenizer is None:
-            raise EncoderTrainError("export_embeddings: text_ts needs the tokenizer of the trained encoder")
-        items = [(i, c, t) for i, rec in enumerate(dataset.images) for c, t in enumerate(rec.captions)]
-        meta = {"image_idx": [i for i, _, _ in items], "caption_idx": [c for _, c, _ in items],
-                "condition": ["text"] * len(items),
-                "utt_id": [f"{dataset.images[i].key}#{c}" for i, c, _ in items]}
-        lengths = np.array([len(Tokenizer.split(t)) for _, _, t in items])
-    else:
-        store, table = _store_table(dataset)
-        meta = {"image_idx": table["image_idx"].astype(int).tolist(),
-                "caption_idx": table["caption_idx"].astype(int).tolist(),
-                "condition": table["condition"].astype(str).tolist(), "utt_id": table["utt_id"].astype(str).tolist()}
-        lengths = table["n_frames"].to_numpy()
-    order = np.argsort(lengths, kind="stable")  # similar lengths together: little padding
-    dim = int(model.out_dim if hasattr(model, "out_dim") else model.encoder.out_dim)
-    emb = torch.zeros(len(order), dim)
-    for s in tqdm(range(0, len(order), batch_size), desc=f"embed {kind}", disable=not progress):
-        sel = order[s : s + batch_size]
-        if kind == "text_ts":
-            tokens, lens = tokenizer.batch([items[i][2] for i in sel])
-            inputs = (tokens.to(device), lens)
-        else:
-            x, lens = collate_speech(store, sel, max_frames, None)
-            inputs = (x.to(device), lens)
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
-            emb[torch.from_numpy(sel)] = _embed(model, kind, inputs).float().cpu()
-    result = {"emb": emb, "image_idx": torch.tensor(meta["image_idx"], dtype=torch.long),
-              "caption_idx": torch.tensor(meta["caption_idx"], dtype=torch.long), "condition": meta["condition"],
-              "utt_id": meta["utt_id"], "encoder": kind, "dim": dim}
-    if path is not None:
-        torch_save_atomic(result, path)
-    return result
-
-
 def evaluate_retrieval(emb: dict, dataset: Any, teacher_feats: torch.Tensor) -> dict:
     """Retrieval metrics on the test images per condition; gallery = view-averaged teacher features."""
     test = np.array(dataset.split("test"))
@@ -511,18 +409,3 @@ def evaluate_retrieval(emb: dict, dataset: Any, teacher_feats: torch.Tensor) -> 
     return out
 
 
-def load_trained_encoder(out_dir: str | Path, map_location: str = "cpu"):
-    """Rebuild a trained encoder from its run folder -> (model in eval mode, kind, tokenizer or None)."""
-    from s2ilib.core.config import EncoderConfig
-
-    path = Path(out_dir) / "checkpoint.pt"
-    st = load_checkpoint(path, restore_rng=False, map_location=map_location)
-    try:
-        ex = st["extra"]
-        cfg = EncoderConfig(**ex["config"]["encoder"])
-        model = build_model(ex["kind"], cfg, **ex["model_args"])
-        model.load_state_dict(st["model"])
-        tok = Tokenizer.from_state_dict(ex["tokenizer"]) if ex.get("tokenizer") else None
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: not a trained-encoder checkpoint ({type(exc).__name__}: {exc})") from exc
-    return model.eval(), ex["kind"], tok

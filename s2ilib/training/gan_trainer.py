@@ -33,6 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from s2ilib.models.gan import StackGenerator, build_discriminators, generator_kwargs
+from s2ilib.models.loading import GENERATOR_EMA, GanCheckpointError, generate
 from s2ilib.training.gan_losses import color_consistency_loss, d_loss, g_adv_loss, kl_loss
 from s2ilib.core.config import save_config
 from s2ilib.core.io import atomic_write_text, seed_everything, torch_save_atomic
@@ -40,15 +41,10 @@ from s2ilib.core.runkit import (check_same_run, config_diff, load_checkpoint, rn
                            writer)
 
 CHECKPOINT = "checkpoint.pt"
-GENERATOR_EMA = "generator_ema.pt"
 # Keys of GanConfig that may change between a run and its resumption (they do not change the model
 # or the draws of any step).
 _RESUMABLE_KEYS = {"steps", "sample_every", "ckpt_every"}
 _CKPT_KEYS = ("G", "Ds", "G_ema", "opt_G", "opt_Ds", "step", "rng", "config", "data", "seed")
-
-
-class GanCheckpointError(ValueError):
-    """A GAN checkpoint is missing, malformed or belongs to another configuration / data."""
 
 
 class GanDataError(ValueError):
@@ -77,11 +73,6 @@ def image_pyramid(images_uint8: torch.Tensor, sizes: list[int], chunk: int = 256
 def to_unit_range(x_uint8: torch.Tensor) -> torch.Tensor:
     """uint8 [0, 255] -> float32 [-1, 1] (the generator's tanh range)."""
     return x_uint8.float().div_(127.5).sub_(1.0)
-
-
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """float [-1, 1] -> uint8 [0, 255]."""
-    return ((x.float() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
 
 
 class WrongImageSampler:
@@ -381,53 +372,3 @@ def _batch_images(pyr: torch.Tensor, idx: torch.Tensor, flip: torch.Tensor, dev:
 # ----------------------------------------------------------------------------- inference
 
 
-def load_generator(path: str | Path, device: str = "cpu") -> StackGenerator:
-    """Rebuild the EMA generator saved by :func:`train_gan` (``generator_ema.pt``), in eval mode."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no generator checkpoint (train_gan writes generator_ema.pt)")
-    blob = load_checkpoint(path, GanCheckpointError, ("state_dict", "kwargs"), map_location=device,
-                           what="generator checkpoint")
-    try:
-        G = StackGenerator(**blob["kwargs"])
-        G.load_state_dict(blob["state_dict"])
-    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
-        raise GanCheckpointError(f"{path}: generator weights do not fit its recorded architecture "
-                                 f"({type(exc).__name__}: {exc})") from exc
-    G.train_config = dict(blob.get("config") or {})  # the GanConfig it was trained with
-    return G.to(device).eval().requires_grad_(False)
-
-
-@torch.no_grad()
-def generate(generator: StackGenerator, cond: torch.Tensor, n: int | None = None, seed: int = 0,
-             all_branches: bool = False, batch_size: int = 64, use_mean: bool = False):
-    """Images G(z, cond) as uint8, deterministic under ``seed``.
-
-    cond: (D,) -> n images (default 1) of that condition with different noise; (B, D) -> one image
-    per row (n must be None or B). Returns uint8 (n, 3, S, S) of the largest branch, or the list
-    over branches when ``all_branches``. ``use_mean`` uses the CA mean instead of a CA sample.
-    """
-    cond = torch.as_tensor(cond).float()
-    if cond.ndim == 1:
-        cond = cond[None].expand(n or 1, -1)
-    elif cond.ndim != 2 or (n is not None and n != len(cond)):
-        raise ValueError(f"cond must be (D,) or (B, D) with n None or B, got {tuple(cond.shape)} and n={n}")
-    if cond.shape[1] != generator.cond_dim:
-        raise ValueError(f"cond has dimension {cond.shape[1]}, the generator expects {generator.cond_dim}")
-    n = len(cond)
-    g = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, generator.z_dim, generator=g)
-    eps = torch.zeros(n, generator.ca_dim) if use_mean else torch.randn(n, generator.ca_dim, generator=g)
-    dev = next(generator.parameters()).device
-    was_training = generator.training
-    generator.eval()
-    outs: list[list[torch.Tensor]] = []
-    try:
-        for i in range(0, n, batch_size):
-            imgs, _, _ = generator(z[i: i + batch_size].to(dev), cond[i: i + batch_size].to(dev),
-                                   eps=eps[i: i + batch_size].to(dev))
-            outs.append([to_uint8(x).cpu() for x in imgs])
-    finally:
-        generator.train(was_training)
-    branches = [torch.cat([o[k] for o in outs]) for k in range(len(outs[0]))]
-    return branches if all_branches else branches[-1]
