@@ -78,7 +78,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         except TTSError as exc:
             raise UsageError(f"--voice: {exc}") from exc
     t0 = time.time()
-    pipe = SpeechToImage(args.model)
+    pipe = SpeechToImage(args.model, device=args.device)
     t1 = time.time()
     if args.wav:
         images = pipe.from_wav(args.wav, n=args.n, seed=args.seed)
@@ -100,4 +100,5 @@ def add_cli(sub) -> None:
     p.add_argument("--n", type=int, default=8, help="images to generate (different noise), at least 1")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="grid.png", help="output image grid (.png, .jpg, .webp, ...)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda")
     p.set_defaults(func=cmd_generate)

@@ -80,10 +80,12 @@ class SpeechToImage:
     :class:`PipelineError` naming the file.
     """
 
-    def __init__(self, gan_dir: str | Path, device: str = "cpu"):
+    def __init__(self, gan_dir: str | Path, device: str = "auto"):
         from s2ilib.models.loading import load_trained_encoder
+        from s2ilib.core.device import resolve_device
         from s2ilib.models.loading import GENERATOR_EMA, load_generator
 
+        self.device = device = resolve_device(device)
         self.gan_dir = Path(gan_dir)
         spec_path = self.gan_dir / "pipeline.json"
         self.spec = spec = read_pipeline_spec(self.gan_dir)
@@ -142,10 +144,10 @@ class SpeechToImage:
         """16 kHz mono float32 ``(n,)`` -> speech embedding ``(D,)``."""
         from s2ilib.speech.features import logmel
 
-        feat = torch.from_numpy(logmel(wave, n_mels=self.n_mels))[None]
+        feat = torch.from_numpy(logmel(wave, n_mels=self.n_mels))[None].to(self.device)
         lengths = torch.tensor([feat.shape[-1]])
         model = self.encoder.embed if self.kind == "speech_cls" else self.encoder
-        return model(feat, lengths)[0].float()
+        return model(feat, lengths)[0].float().cpu()
 
     def from_wave(self, wave: np.ndarray, n: int = 8, seed: int = 0) -> torch.Tensor:
         from s2ilib.models.loading import generate

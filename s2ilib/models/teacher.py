@@ -117,7 +117,9 @@ class Teacher(nn.Module):
         self.net.eval()
         for p in self.net.parameters():  # (ScriptModules have no requires_grad_)
             p.requires_grad_(False)
-        self.device = torch.device(device)
+        from s2ilib.core.device import resolve_device
+
+        self.device = resolve_device(device)
         self.to(self.device)
 
     def train(self, mode: bool = True):  # a teacher stays in eval mode (frozen BN statistics)
@@ -244,8 +246,9 @@ def _compute(dataset: Any, cfg: Any, key: dict, cache_path: str | Path | None, p
              bf16: bool | None, device: str | torch.device | None) -> torch.Tensor:
     from tqdm.auto import tqdm
 
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    from s2ilib.core.device import resolve_device
+
+    device = resolve_device(device or "auto")
     teacher = Teacher(cfg.teacher, cfg.teacher_weights, cfg.teacher_image_size,
                       bf16=cfg.bf16 if bf16 is None else bf16, device=device)
     n, v = len(dataset.images), cfg.teacher_views

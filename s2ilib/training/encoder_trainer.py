@@ -34,6 +34,7 @@ from s2ilib.training.checkpoint import load_checkpoint, save_checkpoint
 from s2ilib.models.embedding import _embed, _store_table, collate_speech, export_embeddings
 from s2ilib.models.encoders import Tokenizer
 from s2ilib.models.loading import KINDS, EncoderTrainError, build_model
+from s2ilib.core.device import resolve_device
 from s2ilib.core.io import atomic_write_text, seed_everything
 from s2ilib.training.losses import TeacherStudentLoss
 from s2ilib.core.results import append_jsonl
@@ -131,10 +132,6 @@ def epoch_batches(n_frames: np.ndarray, batch_size: int, seed: int, epoch: int, 
 # models
 
 
-def _device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 # --------------------------------------------------------------------------------------------
 # one training step
 
@@ -142,13 +139,14 @@ def _device() -> torch.device:
 class _Run:
     """Everything a step needs: data, model, loss, optimiser (keeps train_encoder short)."""
 
-    def __init__(self, kind: str, dataset: Any, teacher_feats: torch.Tensor, cfg: Any, seed: int):
+    def __init__(self, kind: str, dataset: Any, teacher_feats: torch.Tensor, cfg: Any, seed: int,
+                 device: torch.device):
         self.kind, self.dataset, self.cfg, self.seed = kind, dataset, cfg, seed
         self.teacher = torch.as_tensor(teacher_feats).float()
         if self.teacher.dim() != 3 or self.teacher.shape[0] != len(dataset.images):
             raise EncoderTrainError(f"teacher_feats must be (n_images={len(dataset.images)}, views, D), "
                                     f"got {tuple(self.teacher.shape)}")
-        self.device = _device()
+        self.device = device
         self.store = dataset.speech if kind != "text_ts" else None
         items = _text_items(dataset) if kind == "text_ts" else _speech_items(dataset)
         self.val_images = _val_images(dataset, seed)
@@ -315,7 +313,7 @@ def _train_loop(run: _Run, p: _Progress, out: Path, resolved: dict, stop_at: int
 
 
 def train_encoder(kind: str, dataset: Any, teacher_feats: torch.Tensor, cfg: Any, out_dir: str | Path,
-                  seed: int = 1234, progress: bool = True, stop_at: int = 0) -> dict:
+                  seed: int = 1234, progress: bool = True, stop_at: int = 0, device: str = "auto") -> dict:
     """Train (or resume, or just return) the encoder ``kind`` in ``out_dir``; returns the summary.
 
     ``teacher_feats``: (n_images, views, D) from :func:`s2ilib.models.teacher.compute_teacher_features`.
@@ -323,7 +321,8 @@ def train_encoder(kind: str, dataset: Any, teacher_feats: torch.Tensor, cfg: Any
     ``stop_at`` > 0 stops after that step like a kill would (no final checkpoint, no export):
     used to test resuming and to time-box a run. A finished run folder returns its summary.
     One writer per folder: a second call on a folder in use fails at once with
-    :class:`s2ilib.core.runkit.RunLockedError`.
+    :class:`s2ilib.core.runkit.RunLockedError`. ``device``: ``auto`` | ``cpu`` | ``cuda``
+    (:func:`s2ilib.core.device.resolve_device`); a run may resume on another device.
     """
     if kind not in KINDS:
         raise EncoderTrainError(f"unknown encoder kind {kind!r}; choose one of {KINDS}")
@@ -331,11 +330,12 @@ def train_encoder(kind: str, dataset: Any, teacher_feats: torch.Tensor, cfg: Any
     teacher_feats = torch.as_tensor(teacher_feats)
     resolved = _resolved_config(kind, cfg, seed, dataset, teacher_feats)
     with writer(out):  # one writer per run folder; temp files of killed writes removed
-        return _train_locked(kind, dataset, teacher_feats, cfg, out, seed, progress, stop_at, resolved)
+        return _train_locked(kind, dataset, teacher_feats, cfg, out, seed, progress, stop_at, resolved,
+                             resolve_device(device))
 
 
 def _train_locked(kind: str, dataset: Any, teacher_feats: torch.Tensor, cfg: Any, out: Path, seed: int,
-                  progress: bool, stop_at: int, resolved: dict) -> dict:
+                  progress: bool, stop_at: int, resolved: dict, device: torch.device) -> dict:
     from tqdm.auto import tqdm
 
     _check_same_run(out / "config.json", resolved)
@@ -346,7 +346,7 @@ def _train_locked(kind: str, dataset: Any, teacher_feats: torch.Tensor, cfg: Any
     atomic_write_text(out / "config.json", json.dumps(resolved, indent=2, sort_keys=True) + "\n")
 
     seed_everything(seed)
-    run = _Run(kind, dataset, teacher_feats, cfg, seed)
+    run = _Run(kind, dataset, teacher_feats, cfg, seed, device)
     p = _Progress()
     if (out / "checkpoint.pt").is_file():
         st = load_checkpoint(out / "checkpoint.pt", run.model, run.opt, run.sched)

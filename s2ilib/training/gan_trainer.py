@@ -36,6 +36,7 @@ from s2ilib.models.gan import StackGenerator, build_discriminators, generator_kw
 from s2ilib.models.loading import GENERATOR_EMA, GanCheckpointError, generate
 from s2ilib.training.gan_losses import color_consistency_loss, d_loss, g_adv_loss, kl_loss
 from s2ilib.core.config import save_config
+from s2ilib.core.device import resolve_device
 from s2ilib.core.io import atomic_write_text, seed_everything, torch_save_atomic
 from s2ilib.core.runkit import (check_same_run, config_diff, load_checkpoint, rng_state, set_rng_state, truncate_jsonl,
                            writer)
@@ -250,7 +251,7 @@ def _save_generator(tr: _Trainer, path: Path, step: int, cfg_d: dict[str, Any]) 
 
 def train_gan(images_uint8: torch.Tensor, cond_emb: torch.Tensor, cond_image_idx: torch.Tensor,
               image_class: torch.Tensor, cfg: Any, out_dir: str | Path, seed: int = 1234,
-              fixed_cond: torch.Tensor | None = None, progress: bool = True, device: str = "cpu",
+              fixed_cond: torch.Tensor | None = None, progress: bool = True, device: str = "auto",
               callback: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train G and the per-scale Ds for ``cfg.steps`` iterations (resuming from ``out_dir``).
 
@@ -259,9 +260,10 @@ def train_gan(images_uint8: torch.Tensor, cond_emb: torch.Tensor, cond_image_idx
     image_class: (N,) class of each image. fixed_cond: (K, D) conditions of the sample grids
     (default: the first 16 embeddings). callback(step, record) is called after each step
     (``step`` = steps done). Returns a summary dict (also written to ``summary.json``).
+    ``device``: ``auto`` | ``cpu`` | ``cuda`` (:func:`s2ilib.core.device.resolve_device`).
     """
     out_dir = Path(out_dir)
-    dev = torch.device(device)
+    dev = resolve_device(device)
     cond_image_idx = torch.as_tensor(cond_image_idx).long().cpu()
     image_class = torch.as_tensor(image_class).long().cpu()
     cond_emb = torch.as_tensor(cond_emb).float().cpu()
