@@ -1,0 +1,177 @@
+"""Valid range of every numeric configuration key (:data:`RANGES`) and :func:`validate`, which
+checks a resolved :class:`~s2ilib.core.config.StudyConfig` against them; :class:`ConfigError`
+is the error of a bad key or value (re-exported by :mod:`s2ilib.core.config`)."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration key is unknown, a value has the wrong type or lies outside its valid range."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """Valid values of one numeric key: ``lo``/``hi`` bounds (None: unbounded), open or closed,
+    optionally restricted to powers of two. For a list key the range applies to every item."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    pow2: bool = False
+    why: str = ""
+
+    def contains(self, v: float) -> bool:
+        if not math.isfinite(v):  # NaN, +-inf (JSON "NaN" / "Infinity" parse as floats)
+            return False
+        if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
+            return False
+        if self.hi is not None and (v >= self.hi if self.hi_open else v > self.hi):
+            return False
+        if self.pow2 and not (float(v).is_integer() and v >= 1 and (int(v) & (int(v) - 1)) == 0):
+            return False
+        return True
+
+    def describe(self) -> str:
+        lo = None if self.lo is None else f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        hi = None if self.hi is None else f"{'<' if self.hi_open else '<='} {self.hi:g}"
+        if self.lo is not None and self.hi is not None:
+            text = (f"[{self.lo:g}, {self.hi:g}]" if self.lo == self.hi or not (self.lo_open or self.hi_open)
+                    else f"{'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}")
+            text = f"{self.lo:g}" if self.lo == self.hi else f"in {text}"
+        else:
+            text = lo or hi or "any number"
+        if self.pow2:
+            text = f"a power of two {text}"
+        return text + (f" ({self.why})" if self.why else "")
+
+
+def _ge(lo: float, why: str = "", pow2: bool = False) -> Range:
+    return Range(lo=lo, pow2=pow2, why=why)
+
+
+_POS = Range(lo=0, lo_open=True)  # > 0
+_NONNEG = Range(lo=0)  # >= 0
+_UNIT = Range(lo=0, hi=1)  # [0, 1]
+_DECAY = Range(lo=0, hi=1, hi_open=True)  # [0, 1)
+
+# Valid range of every numeric key ("section.key"; "seed" at the top level). A numeric key without
+# an entry here fails tests/test_config.py::test_every_numeric_key_has_a_range.
+RANGES: dict[str, Range] = {
+    "seed": _ge(0, "numpy and torch seeds are non-negative"),
+    # data
+    "data.birds_train_classes": _ge(1),
+    "data.birds_test_classes": _ge(1, "the zero-shot evaluation needs test classes"),
+    "data.flowers_train_classes": _ge(1),
+    "data.flowers_test_classes": _ge(1, "the zero-shot evaluation needs test classes"),
+    "data.images_per_class": _ge(1),
+    "data.image_size": _ge(8, pow2=True, why="stored resolution; GAN and reader sizes are powers of two"),
+    "data.captions_per_image": _ge(1),
+    "data.n_train_voices": _ge(1),
+    "data.n_unseen_voices": _ge(1, "the unseen-voices condition needs held-out voices"),
+    "data.unseen_voice_fraction": _UNIT,
+    "data.sample_rate": Range(lo=16000, hi=16000, why="the log-mel features are defined at 16 kHz"),
+    "data.n_mels": _ge(1),
+    "data.min_frames": _ge(64, "the speech encoder shortens time 64x"),
+    "data.workers": _ge(1),
+    # encoder
+    "encoder.teacher_views": Range(lo=1, hi=10, why="5 crops x flip"),
+    "encoder.teacher_image_size": _ge(32),
+    "encoder.cnn_channels": _ge(1, "every conv width"),
+    "encoder.rnn_hidden": _ge(1),
+    "encoder.lambda_norm": _NONNEG,
+    "encoder.lambda_kdl": _NONNEG,
+    "encoder.jel_margin_diff": _NONNEG,
+    "encoder.jel_margin_same": _NONNEG,
+    "encoder.jel_weight_diff": _NONNEG,
+    "encoder.jel_weight_same": _NONNEG,
+    "encoder.kdl_temperature": _POS,
+    "encoder.batch_size": _ge(1),
+    "encoder.lr": _POS,
+    "encoder.weight_decay": _NONNEG,
+    "encoder.lr_step_epochs": _ge(1),
+    "encoder.lr_gamma": Range(lo=0, hi=1, lo_open=True),
+    "encoder.epochs": _ge(1),
+    "encoder.max_steps": _ge(0, "0: no cap"),
+    "encoder.text_epochs": _ge(0, "0: same as epochs"),
+    "encoder.val_every": _ge(0, "0: never"),
+    "encoder.ckpt_every": _ge(0, "0: only at the end"),
+    "encoder.max_frames": _ge(64, "the speech encoder shortens time 64x"),
+    "encoder.classifier_lr": _POS,
+    # gan
+    "gan.branches": Range(lo=1, hi=3, why="StackGAN-v2 scales"),
+    "gan.base_size": _ge(8, pow2=True, why="the generator doubles from 4 px, the discriminator needs 8 px"),
+    "gan.gf_dim": _ge(1),
+    "gan.df_dim": _ge(1),
+    "gan.z_dim": _ge(1),
+    "gan.ca_dim": _ge(1),
+    "gan.r_num": _ge(0),
+    "gan.batch_size": _ge(2, "batch norm of the generator's first layer needs 2 samples"),
+    "gan.lr_g": _POS,
+    "gan.lr_d": _POS,
+    "gan.beta1": _DECAY,
+    "gan.beta2": _DECAY,
+    "gan.uncond_loss": _NONNEG,
+    "gan.kl_coef": _NONNEG,
+    "gan.color_coef": _NONNEG,
+    "gan.ema_decay": _DECAY,
+    "gan.steps": _ge(1),
+    "gan.sample_every": _ge(1),
+    "gan.ckpt_every": _ge(1),
+    # eval
+    "eval.images_per_caption": _ge(1),
+    "eval.captions_per_image": _ge(0, "0: all"),
+    "eval.fid_image_size": _ge(75, "Inception-v3's smallest input"),
+    "eval.reader_epochs": _ge(1),
+    "eval.is_head_epochs": _ge(1),
+    "eval.rprec_candidates": _ge(2, "the true caption and at least one other"),
+    "eval.max_eval_images": _ge(0, "0: every test image"),
+}
+
+
+def numeric_keys(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    """Every numeric key (int, float or a list of them) of a config object -> its value."""
+    out: dict[str, Any] = {}
+    hints = typing.get_type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            out.update(numeric_keys(value, f"{prefix}{f.name}."))
+            continue
+        ann = hints[f.name]
+        item = typing.get_args(ann)[0] if typing.get_origin(ann) is list else ann
+        if item in (int, float):
+            out[f"{prefix}{f.name}"] = value
+    return out
+
+
+def validate(cfg: Any) -> Any:
+    """Check every numeric key of a :class:`~s2ilib.core.config.StudyConfig` against :data:`RANGES`
+    and the keys that constrain each other; raise :class:`ConfigError` naming the key, the value and
+    the valid range. Returns ``cfg``."""
+    for key, value in numeric_keys(cfg).items():
+        rng = RANGES.get(key)
+        if rng is None:
+            raise ConfigError(f"{key}: no valid range declared in s2ilib.core.config_ranges.RANGES")
+        for i, v in enumerate(value if isinstance(value, list) else [value]):
+            if not rng.contains(v):
+                name = f"{key}[{i}]" if isinstance(value, list) else key
+                finite = "" if math.isfinite(v) else "a finite number "
+                raise ConfigError(f"{name} = {v!r} is out of range: must be {finite}{rng.describe()}")
+    if cfg.device.split(":")[0] not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"device = {cfg.device!r}: choose one of auto, cpu, cuda (or cuda:N)")
+    e, g, d = cfg.encoder, cfg.gan, cfg.data
+    if len(e.cnn_channels) != 8:
+        raise ConfigError(f"encoder.cnn_channels = {e.cnn_channels!r}: needs 8 widths (one per conv layer)")
+    if g.branches > 1 and g.gf_dim < 2 ** (g.branches - 1):
+        raise ConfigError(f"gan.gf_dim = {g.gf_dim} is out of range: must be >= {2 ** (g.branches - 1)} with "
+                          f"gan.branches = {g.branches} (each next stage halves the channels, down to 2)")
+    if e.max_frames < d.min_frames:
+        raise ConfigError(f"encoder.max_frames = {e.max_frames} is out of range: must be >= "
+                          f"data.min_frames = {d.min_frames}")
+    return cfg

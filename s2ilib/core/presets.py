@@ -1,0 +1,102 @@
+"""Named presets of the study: overrides on the paper defaults of :mod:`s2ilib.core.config`.
+
+* ``smoke``  -- seconds to a few minutes; used by the tests. Fewer classes than the real
+  datasets so the whole study runs in CI.
+* ``small``  -- the default main job on a 2-core laptop CPU (the full 200 / 102 class sets,
+  few images per class, small networks, bfloat16 autocast).
+* ``paper``  -- the paper's sizes and hyperparameters (Li et al. 2020 and the authors' code),
+  meant for a GPU.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+# Presets are overrides on the dataclass defaults of s2ilib.core.config (the paper's values).
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "small": {
+        "data": {
+            "images_per_class": 8,
+            "image_size": 128,
+            "n_unseen_voices": 6,
+            "unseen_voice_fraction": 0.5,
+        },
+        "encoder": {
+            # A narrower conv stack and a GRU keep a step near 0.1 s on 2 cores (bf16).
+            "cnn_channels": [32, 32, 64, 128, 128, 256, 256, 512],
+            "rnn_type": "gru",
+            "rnn_hidden": 256,
+            "teacher_views": 4,
+            "epochs": 12,
+            "max_steps": 1500,
+            "text_epochs": 30,
+            "lr_step_epochs": 6,
+            "val_every": 250,
+            "ckpt_every": 250,
+            "max_frames": 1024,
+        },
+        "gan": {
+            # 32 -> 64 with narrow networks: three generators per dataset must train in minutes on a
+            # 2-core CPU. The discriminators dominate the step time (DF 32: 0.26 s/step bf16,
+            # DF 16: 0.18 s/step), so DF is kept at GF's width. Birds on their bounding-box crop
+            # (gan.bbox_crop) become bird-shaped by step 2000 and sharpen by 3000; 2500 steps keep
+            # a generator near 8 minutes (benchmarks/gan_step.py).
+            "branches": 2,
+            "base_size": 32,
+            "gf_dim": 16,
+            "df_dim": 16,
+            "batch_size": 32,
+            "steps": 2500,
+            "sample_every": 500,
+            "ckpt_every": 250,
+            "ema_decay": 0.99,
+        },
+        # Evaluation on a subset: 50 test images x 2 captions per condition keeps notebook 04 (FID
+        # Inception at 299 px, ~0.2 s/image; Whisper ASR ~0.6 s/utterance) near 15 min on 2 cores.
+        "eval": {"reader_epochs": 30, "is_head_epochs": 20, "max_eval_images": 50,
+                 "captions_per_image": 2},
+    },
+    "smoke": {
+        "data": {
+            "birds_train_classes": 6,
+            "birds_test_classes": 4,
+            "flowers_train_classes": 5,
+            "flowers_test_classes": 3,
+            "images_per_class": 3,
+            "image_size": 64,
+            "captions_per_image": 10,
+            "n_train_voices": 24,
+            "n_unseen_voices": 6,
+            "unseen_voice_fraction": 1.0,
+            "keep_wav": True,
+        },
+        "encoder": {
+            "cnn_channels": [8, 8, 16, 16, 16, 32, 32, 64],
+            "rnn_type": "gru",
+            "rnn_hidden": 32,
+            "teacher_views": 2,
+            "teacher_image_size": 128,
+            "batch_size": 16,
+            "epochs": 2,
+            "max_steps": 12,
+            "text_epochs": 2,
+            "lr_step_epochs": 1,
+            "val_every": 6,
+            "ckpt_every": 6,
+            "max_frames": 512,
+        },
+        "gan": {
+            "branches": 2,
+            "base_size": 16,
+            "gf_dim": 8,
+            "df_dim": 8,
+            "batch_size": 8,
+            "steps": 6,
+            "sample_every": 3,
+            "ckpt_every": 3,
+            "ema_decay": 0.9,
+        },
+        "eval": {"reader_epochs": 2, "is_head_epochs": 2, "fid_image_size": 75,
+                 "rprec_candidates": 10, "max_eval_images": 6, "captions_per_image": 2},
+    },
+}
