@@ -123,6 +123,22 @@ class GanConfig:
     # Train (and evaluate) on the square crop around each image's bounding box, half-side 0.75 x
     # max(w, h), as the authors do for CUB. Datasets without boxes (Oxford-102) are not cropped.
     bbox_crop: bool = True
+    # Recipe: "stackgan2" is the authors' StackGAN-v2 (every switch below off); "modern" sets the
+    # switches of RECIPES["modern"] unless a preset or an override sets them itself.
+    recipe: str = "stackgan2"
+    d_loss: str = "bce"  # "bce" (StackGAN-v2) | "hinge" (SNGAN / BigGAN)
+    spectral_norm: bool = False  # spectral normalisation of every D layer (replaces D's batch norm)
+    projection: bool = False  # projection discriminator (Miyato & Koyama 2018) for the conditional logit
+    diffaug: str = ""  # DiffAugment policy for D: "", "translation", "cutout", "translation,cutout"
+    mode_seeking: float = 0.0  # MSGAN weight: pairs of noises per condition, 1 / (|G(z1)-G(z2)| / |z1-z2|)
+
+
+# Named bundles of GAN switches (gan.recipe). Keys a preset or an override sets explicitly win.
+RECIPES: dict[str, dict[str, Any]] = {
+    "stackgan2": {},
+    "modern": {"d_loss": "hinge", "spectral_norm": True, "projection": True, "diffaug": "translation,cutout",
+               "mode_seeking": 1.0, "lr_g": 2e-4, "lr_d": 4e-4, "beta1": 0.0, "beta2": 0.9},
+}
 
 
 @dataclass
@@ -214,12 +230,21 @@ def get_config(preset: str = "small", overrides: dict[str, Any] | None = None) -
         raise ConfigError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     cfg = StudyConfig(preset=preset)
     _apply(cfg, PRESETS[preset])
-    if overrides:
-        nested = _nest(overrides)
-        if "preset" in nested:
-            raise ConfigError("'preset' cannot be overridden; pass it as the preset argument")
-        _apply(cfg, nested)
+    nested = _nest(overrides or {})
+    if "preset" in nested:
+        raise ConfigError("'preset' cannot be overridden; pass it as the preset argument")
+    _apply(cfg, nested)
+    _apply_recipe(cfg, explicit=set(PRESETS[preset].get("gan", {})) | set(nested.get("gan", {})))
     return validate(cfg)
+
+
+def _apply_recipe(cfg: StudyConfig, explicit: set[str]) -> None:
+    """Set the switches of ``cfg.gan.recipe`` that the preset and the overrides left alone."""
+    if cfg.gan.recipe not in RECIPES:
+        raise ConfigError(f"gan.recipe = {cfg.gan.recipe!r}: choose one of {sorted(RECIPES)}")
+    for key, value in RECIPES[cfg.gan.recipe].items():
+        if key not in explicit:
+            setattr(cfg.gan, key, value)
 
 
 def config_from_dict(d: dict[str, Any]) -> StudyConfig:

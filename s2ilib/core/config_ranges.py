@@ -123,6 +123,7 @@ RANGES: dict[str, Range] = {
     "gan.steps": _ge(1),
     "gan.sample_every": _ge(1),
     "gan.ckpt_every": _ge(1),
+    "gan.mode_seeking": _NONNEG,
     # eval
     "eval.images_per_caption": _ge(1),
     "eval.captions_per_image": _ge(0, "0: all"),
@@ -171,6 +172,15 @@ def validate(cfg: Any) -> Any:
     if g.branches > 1 and g.gf_dim < 2 ** (g.branches - 1):
         raise ConfigError(f"gan.gf_dim = {g.gf_dim} is out of range: must be >= {2 ** (g.branches - 1)} with "
                           f"gan.branches = {g.branches} (each next stage halves the channels, down to 2)")
+    if g.d_loss not in ("bce", "hinge"):
+        raise ConfigError(f"gan.d_loss = {g.d_loss!r}: choose one of bce, hinge")
+    bad = [p for p in (s.strip() for s in g.diffaug.split(",")) if p and p not in ("translation", "cutout")]
+    if bad:
+        raise ConfigError(f"gan.diffaug = {g.diffaug!r}: unknown policy {bad}; use translation and/or cutout "
+                          "(colour transforms would change what the caption says)")
+    if g.mode_seeking > 0 and g.batch_size % 2:
+        raise ConfigError(f"gan.batch_size = {g.batch_size} is out of range: must be even with "
+                          f"gan.mode_seeking = {g.mode_seeking} (the batch holds pairs of noises per condition)")
     if e.max_frames < d.min_frames:
         raise ConfigError(f"encoder.max_frames = {e.max_frames} is out of range: must be >= "
                           f"data.min_frames = {d.min_frames}")

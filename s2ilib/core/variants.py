@@ -49,11 +49,18 @@ def config_diff(cfg: Any, stage: str) -> dict[str, Any]:
 
     if stage not in STAGE_SECTIONS:
         raise VariantError(f"unknown stage {stage!r}; choose one of {list(STAGE_SECTIONS)}")
-    base = flatten(dataclasses.asdict(get_config(cfg.preset)))
+    preset = get_config(cfg.preset)
+    recipe = getattr(cfg.gan, "recipe", preset.gan.recipe)
+    # Another GAN recipe is named once (gan.recipe=modern), not by every switch it sets.
+    base_cfg = preset if recipe == preset.gan.recipe else get_config(cfg.preset, {"gan.recipe": recipe})
+    base = flatten(dataclasses.asdict(base_cfg))
     mine = flatten(dataclasses.asdict(cfg))
     sections = STAGE_SECTIONS[stage]
-    return {k: v for k, v in sorted(mine.items())
+    diff = {k: v for k, v in mine.items()
             if k.split(".")[0] in sections and k not in NEUTRAL_KEYS and base.get(k) != v}
+    if recipe != preset.gan.recipe and "gan" in sections:
+        diff["gan.recipe"] = recipe
+    return dict(sorted(diff.items()))
 
 
 def _fmt(v: Any) -> str:

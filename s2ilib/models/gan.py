@@ -18,7 +18,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 
 class GLU(nn.Module):
@@ -171,10 +170,15 @@ class StackGenerator(nn.Module):
         return images, mu, logvar
 
 
-def _block_lrelu(c_in: int, c_out: int, kernel: int, stride: int, bn: bool = True) -> nn.Sequential:
+def _sn(module: nn.Module, on: bool) -> nn.Module:
+    """Spectral normalisation of a conv / linear layer when ``on`` (SNGAN, Miyato et al. 2018)."""
+    return nn.utils.parametrizations.spectral_norm(module) if on else module
+
+
+def _block_lrelu(c_in: int, c_out: int, kernel: int, stride: int, bn: bool = True, sn: bool = False) -> nn.Sequential:
     pad = 1
-    layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, kernel, stride, pad, bias=False)]
-    if bn:
+    layers: list[nn.Module] = [_sn(nn.Conv2d(c_in, c_out, kernel, stride, pad, bias=sn), sn)]
+    if bn and not sn:  # spectral norm replaces batch norm in D
         layers.append(nn.BatchNorm2d(c_out))
     layers.append(nn.LeakyReLU(0.2, inplace=True))
     return nn.Sequential(*layers)
@@ -187,35 +191,51 @@ class ScaleDiscriminator(nn.Module):
     df, 2df, 4df, 8df, then 16df, 32df beyond 64 px), 3x3 blocks bring wide codes back to 8df;
     the unconditional logit reads the image code, the conditional one reads
     ``conv3x3([code, c tiled])``. Logits are pre-sigmoid (losses use BCE with logits).
+
+    Switches of the "modern" recipe: ``spectral_norm`` normalises every layer (and drops D's batch
+    norm); ``projection`` makes the conditional logit the unconditional one plus the inner product
+    of a learned projection of ``c`` with the pooled image code (Miyato & Koyama 2018), instead of
+    a head on ``[code, c]``.
     """
 
-    def __init__(self, size: int, df_dim: int = 64, cond_dim: int = 128):
+    def __init__(self, size: int, df_dim: int = 64, cond_dim: int = 128, spectral_norm: bool = False,
+                 projection: bool = False):
         super().__init__()
         n_down = _log2_steps(size, 4, "discriminator size")
         if n_down < 1:
             raise ValueError(f"discriminator size must be at least 8, got {size}")
         self.size, self.cond_dim = size, cond_dim
+        sn = spectral_norm
+        self.projection = projection
         chans = [df_dim * 2 ** i for i in range(n_down)]
-        layers = [_block_lrelu(3, chans[0], 4, 2, bn=False)]
-        layers += [_block_lrelu(a, b, 4, 2) for a, b in zip(chans[:-1], chans[1:])]
+        layers = [_block_lrelu(3, chans[0], 4, 2, bn=False, sn=sn)]
+        layers += [_block_lrelu(a, b, 4, 2, sn=sn) for a, b in zip(chans[:-1], chans[1:])]
         code = chans[-1]
         while code > 8 * df_dim:  # beyond 64 px: 3x3 blocks narrow the code back to 8 * df
-            layers.append(_block_lrelu(code, code // 2, 3, 1))
+            layers.append(_block_lrelu(code, code // 2, 3, 1, sn=sn))
             code //= 2
         self.encode = nn.Sequential(*layers)
         self.code_dim = code
-        self.joint = _block_lrelu(code + cond_dim, code, 3, 1)
-        self.cond_logit = nn.Conv2d(code, 1, kernel_size=4, stride=4)
-        self.uncond_logit = nn.Conv2d(code, 1, kernel_size=4, stride=4)
-        init_weights(self)
+        if projection:
+            self.embed = _sn(nn.Linear(cond_dim, code, bias=False), sn)
+        else:
+            self.joint = _block_lrelu(code + cond_dim, code, 3, 1, sn=sn)
+            self.cond_logit = _sn(nn.Conv2d(code, 1, kernel_size=4, stride=4), sn)
+        self.uncond_logit = _sn(nn.Conv2d(code, 1, kernel_size=4, stride=4), sn)
+        if not sn:  # orthogonal init would fight the spectral-norm parametrisation
+            init_weights(self)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if x.shape[-1] != self.size:
             raise ValueError(f"ScaleDiscriminator({self.size}) got images of size {tuple(x.shape)}")
         code = self.encode(x)
+        uncond = self.uncond_logit(code).view(-1)
+        if self.projection:
+            proj = (self.embed(c.to(code.dtype)) * code.sum(dim=(2, 3))).sum(dim=1)
+            return uncond + proj, uncond
         c_map = c[:, :, None, None].expand(-1, -1, 4, 4).to(code.dtype)
         joint = self.joint(torch.cat([c_map, code], dim=1))
-        return self.cond_logit(joint).view(-1), self.uncond_logit(code).view(-1)
+        return self.cond_logit(joint).view(-1), uncond
 
 
 def init_weights(module: nn.Module) -> None:
@@ -230,9 +250,10 @@ def init_weights(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-def build_discriminators(sizes: list[int], df_dim: int, cond_dim: int) -> nn.ModuleList:
+def build_discriminators(sizes: list[int], df_dim: int, cond_dim: int, spectral_norm: bool = False,
+                         projection: bool = False) -> nn.ModuleList:
     """One :class:`ScaleDiscriminator` per generator branch size."""
-    return nn.ModuleList([ScaleDiscriminator(s, df_dim, cond_dim) for s in sizes])
+    return nn.ModuleList([ScaleDiscriminator(s, df_dim, cond_dim, spectral_norm, projection) for s in sizes])
 
 
 def generator_kwargs(cfg: Any, cond_dim: int) -> dict[str, int]:

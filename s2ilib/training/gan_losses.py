@@ -23,33 +23,58 @@ def bce_logits(logits: torch.Tensor, target: float) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
 
 
+def hinge(logits: torch.Tensor, target: float) -> torch.Tensor:
+    """Hinge loss of D (SNGAN): ``mean(relu(1 - x))`` for real (target 1), ``mean(relu(1 + x))`` for fake."""
+    logits = logits.float()
+    return F.relu(1.0 - logits).mean() if target > 0.5 else F.relu(1.0 + logits).mean()
+
+
 def d_loss(real_cond: torch.Tensor, fake_cond: torch.Tensor, wrong_cond: torch.Tensor,
            real_uncond: torch.Tensor, fake_uncond: torch.Tensor, uncond_coef: float = 1.0,
-           wrong_uncond: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+           wrong_uncond: torch.Tensor | None = None, kind: str = "bce") -> tuple[torch.Tensor, dict[str, float]]:
     """Discriminator loss at one scale (eq. 10-13). All inputs are logits (B,).
 
     ``wrong_uncond``: StackGAN-v2's code also scores the wrong (still real) image
     unconditionally as real; pass its logits to add ``uncond_coef * BCE(D(v_w), 1)``.
+    ``kind``: ``"bce"`` (StackGAN-v2) or ``"hinge"`` (the same three pairs, hinge terms).
     Returns ``(loss, terms)`` with the unweighted terms as floats for logging.
     """
+    f = _D_TERM[kind]
     terms = {
-        "real": bce_logits(real_cond, 1.0),
-        "fake": bce_logits(fake_cond, 0.0),
-        "wrong": bce_logits(wrong_cond, 0.0),
-        "real_uncond": bce_logits(real_uncond, 1.0),
-        "fake_uncond": bce_logits(fake_uncond, 0.0),
+        "real": f(real_cond, 1.0),
+        "fake": f(fake_cond, 0.0),
+        "wrong": f(wrong_cond, 0.0),
+        "real_uncond": f(real_uncond, 1.0),
+        "fake_uncond": f(fake_uncond, 0.0),
     }
     if wrong_uncond is not None:
-        terms["wrong_uncond"] = bce_logits(wrong_uncond, 1.0)
+        terms["wrong_uncond"] = f(wrong_uncond, 1.0)
     loss = terms["real"] + terms["fake"] + terms["wrong"]
     loss = loss + uncond_coef * sum(v for k, v in terms.items() if k.endswith("_uncond"))
     return loss, {k: float(v.detach()) for k, v in terms.items()}
 
 
+_D_TERM = {"bce": bce_logits, "hinge": hinge}
+
+
 def g_adv_loss(fake_cond: torch.Tensor, fake_uncond: torch.Tensor,
-               uncond_coef: float = 1.0) -> torch.Tensor:
-    """Generator adversarial loss at one scale (eq. 14, non-saturating): fakes labelled real."""
+               uncond_coef: float = 1.0, kind: str = "bce") -> torch.Tensor:
+    """Generator adversarial loss at one scale (eq. 14, non-saturating): fakes labelled real.
+
+    With ``kind="hinge"`` the generator maximises D's logits: ``-mean(D(G(z), c))`` (SNGAN)."""
+    if kind == "hinge":
+        return -fake_cond.float().mean() - uncond_coef * fake_uncond.float().mean()
     return bce_logits(fake_cond, 1.0) + uncond_coef * bce_logits(fake_uncond, 1.0)
+
+
+def mode_seeking_loss(img_a: torch.Tensor, img_b: torch.Tensor, z_a: torch.Tensor, z_b: torch.Tensor,
+                      eps: float = 1e-5) -> torch.Tensor:
+    """MSGAN (Mao et al. 2019): ``1 / (mean|G(z_a,c) - G(z_b,c)| / mean|z_a - z_b| + eps)``.
+
+    Images of the same conditions under two noises; minimising it pushes them apart, against
+    conditional mode collapse."""
+    ratio = (img_a.float() - img_b.float()).abs().mean() / (z_a.float() - z_b.float()).abs().mean()
+    return 1.0 / (ratio + eps)
 
 
 def kl_loss(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

@@ -34,7 +34,8 @@ from torch.nn import functional as F
 
 from s2ilib.models.gan import StackGenerator, build_discriminators, generator_kwargs
 from s2ilib.models.loading import GENERATOR_EMA, GanCheckpointError, generate
-from s2ilib.training.gan_losses import color_consistency_loss, d_loss, g_adv_loss, kl_loss
+from s2ilib.training.augment import diff_augment, parse_policy
+from s2ilib.training.gan_losses import color_consistency_loss, d_loss, g_adv_loss, kl_loss, mode_seeking_loss
 from s2ilib.core.config import save_config
 from s2ilib.core.device import resolve_device
 from s2ilib.core.io import atomic_write_text, seed_everything, torch_save_atomic
@@ -162,7 +163,9 @@ class _Trainer:
     def __init__(self, cfg: Any, cond_dim: int, device: torch.device):
         self.cfg, self.device = cfg, device
         self.G = StackGenerator(**generator_kwargs(cfg, cond_dim)).to(device)
-        self.Ds = build_discriminators(self.G.sizes, cfg.df_dim, cfg.ca_dim).to(device)
+        self.Ds = build_discriminators(self.G.sizes, cfg.df_dim, cfg.ca_dim, spectral_norm=cfg.spectral_norm,
+                                       projection=cfg.projection).to(device)
+        self.policy = parse_policy(cfg.diffaug)
         self.G_ema = copy.deepcopy(self.G).requires_grad_(False)
         betas = (cfg.beta1, cfg.beta2)
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=betas)
@@ -181,9 +184,18 @@ class _Trainer:
             opt.load_state_dict(st)
 
     def step(self, reals: list[torch.Tensor], wrongs: list[torch.Tensor], emb: torch.Tensor,
-             z: torch.Tensor, eps: torch.Tensor) -> dict[str, Any]:
-        """One iteration: all D_s on (real, fake, wrong), then G on every scale, then EMA."""
+             z: torch.Tensor, eps: torch.Tensor, g: torch.Generator | None = None) -> dict[str, Any]:
+        """One iteration: all D_s on (real, fake, wrong), then G on every scale, then EMA.
+
+        ``g``: the step's seeded generator, for DiffAugment's draws. With ``mode_seeking`` the
+        batch's second half repeats the first half's conditions (and images) under other noise."""
         cfg, amp = self.cfg, self.cfg.bf16
+        if cfg.mode_seeking > 0:
+            h = len(emb) // 2
+            pair = lambda t: torch.cat([t[:h], t[:h]])  # noqa: E731
+            emb, eps, z = pair(emb), pair(eps), z[: 2 * h]
+            reals, wrongs = [pair(r) for r in reals], [pair(w) for w in wrongs]
+        aug = (lambda x: diff_augment(x, self.policy, g)) if self.policy else (lambda x: x)  # noqa: E731
         with _autocast(amp, self.device):
             fakes, mu, logvar = self.G(z, emb, eps=eps)
         c_d = mu.detach()  # D is conditioned on mu, as StackGAN-v2
@@ -192,10 +204,10 @@ class _Trainer:
             opt.zero_grad(set_to_none=True)
             with _autocast(amp, self.device):
                 # Separate passes keep BatchNorm statistics per kind of batch, as the authors.
-                r_c, r_u = D(real, c_d)
-                w_c, _ = D(wrong, c_d)
-                f_c, f_u = D(fake.detach(), c_d)
-            loss, _ = d_loss(r_c, f_c, w_c, r_u, f_u, cfg.uncond_loss)
+                r_c, r_u = D(aug(real), c_d)
+                w_c, _ = D(aug(wrong), c_d)
+                f_c, f_u = D(aug(fake.detach()), c_d)
+            loss, _ = d_loss(r_c, f_c, w_c, r_u, f_u, cfg.uncond_loss, kind=cfg.d_loss)
             loss.backward()
             opt.step()
             d_losses.append(float(loss.detach()))
@@ -204,18 +216,25 @@ class _Trainer:
         self.Ds.requires_grad_(False)  # no D weight gradients in the G pass (saves a third of D backward)
         g_adv = []
         with _autocast(amp, self.device):
-            outs = [D(fake, mu) for D, fake in zip(self.Ds, fakes)]  # mu not detached: CA learns from D
+            outs = [D(aug(fake), mu) for D, fake in zip(self.Ds, fakes)]  # mu not detached: CA learns from D
         for f_c, f_u in outs:
-            g_adv.append(g_adv_loss(f_c, f_u, cfg.uncond_loss))
+            g_adv.append(g_adv_loss(f_c, f_u, cfg.uncond_loss, kind=cfg.d_loss))
         kl = kl_loss(mu, logvar)
         color = color_consistency_loss(fakes, cfg.color_coef)
-        g_total = sum(g_adv) + cfg.kl_coef * kl + color
+        ms = fakes[-1].new_zeros((), dtype=torch.float32)
+        if cfg.mode_seeking > 0:
+            h = len(z) // 2
+            ms = cfg.mode_seeking * mode_seeking_loss(fakes[-1][:h], fakes[-1][h:], z[:h], z[h:])
+        g_total = sum(g_adv) + cfg.kl_coef * kl + color + ms
         g_total.backward()
         self.opt_G.step()
         self.Ds.requires_grad_(True)
         ema_update(self.G_ema, self.G, cfg.ema_decay)
-        return {"d_loss": d_losses, "g_adv": [float(g.detach()) for g in g_adv], "g_loss": float(g_total.detach()),
-                "kl": float(kl.detach()), "color": float(color.detach())}
+        out = {"d_loss": d_losses, "g_adv": [float(x.detach()) for x in g_adv], "g_loss": float(g_total.detach()),
+               "kl": float(kl.detach()), "color": float(color.detach())}
+        if cfg.mode_seeking > 0:
+            out["mode_seeking"] = float(ms.detach())
+        return out
 
 
 def _cfg_dict(cfg: Any) -> dict[str, Any]:
@@ -333,7 +352,7 @@ def _train_locked(images_uint8, cond_emb, cond_image_idx, image_class, cfg, out_
             eps = torch.randn(batch, cfg.ca_dim, generator=g)
             reals = [_batch_images(p, img_idx, flip_r, dev) for p in pyramid]
             wrongs = [_batch_images(p, wrong_idx, flip_w, dev) for p in pyramid]
-            record = tr.step(reals, wrongs, cond_emb[rows].to(dev), z.to(dev), eps.to(dev))
+            record = tr.step(reals, wrongs, cond_emb[rows].to(dev), z.to(dev), eps.to(dev), g)
             done = step + 1
             record = {"step": done, **record, "time": round(elapsed0 + time.perf_counter() - t0, 3)}
             log.write(json.dumps(record) + "\n")

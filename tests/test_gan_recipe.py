@@ -1,0 +1,133 @@
+"""The GAN recipe switches (gan.recipe, d_loss, spectral_norm, projection, diffaug, mode_seeking):
+each changes the loss it should, on small tensors, and a tiny run with the modern recipe trains
+and resumes exactly."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from s2ilib.core.config import ConfigError, get_config
+from s2ilib.models.gan import ScaleDiscriminator
+from s2ilib.training.augment import cutout, diff_augment, parse_policy, translation
+from s2ilib.training.gan_losses import d_loss, g_adv_loss, mode_seeking_loss
+from s2ilib.training.gan_trainer import train_gan
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_recipe_bundle_and_explicit_overrides():
+    base = get_config("smoke").gan
+    assert base.recipe == "stackgan2" and base.d_loss == "bce" and not base.spectral_norm and base.mode_seeking == 0
+    assert get_config("paper").gan.recipe == "stackgan2"  # the paper preset keeps the authors' recipe
+    m = get_config("smoke", {"gan.recipe": "modern"}).gan
+    assert (m.d_loss, m.spectral_norm, m.projection, m.diffaug, m.mode_seeking) == \
+        ("hinge", True, True, "translation,cutout", 1.0)
+    assert (m.lr_g, m.lr_d, m.beta1, m.beta2) == (2e-4, 4e-4, 0.0, 0.9)
+    mixed = get_config("smoke", {"gan.recipe": "modern", "gan.mode_seeking": 0.0, "gan.lr_d": 1e-4}).gan
+    assert mixed.mode_seeking == 0.0 and mixed.lr_d == 1e-4 and mixed.spectral_norm  # explicit keys win
+    single = get_config("smoke", {"gan.d_loss": "hinge"}).gan  # one switch on the authors' recipe
+    assert single.d_loss == "hinge" and not single.spectral_norm
+
+
+@pytest.mark.parametrize("bad, msg", [({"gan.recipe": "fancy"}, "gan.recipe"), ({"gan.d_loss": "wgan"}, "gan.d_loss"),
+                                      ({"gan.diffaug": "color"}, "gan.diffaug"),
+                                      ({"gan.mode_seeking": 1.0, "gan.batch_size": 7}, "even"),
+                                      ({"gan.mode_seeking": -1.0}, "gan.mode_seeking")])
+def test_bad_recipe_values_are_config_errors(bad, msg):
+    with pytest.raises(ConfigError, match=msg):
+        get_config("smoke", bad)
+
+
+def test_hinge_loss_differs_from_bce_as_it_should():
+    big = torch.full((4,), 3.0)
+    # hinge: real logits above 1 and fake logits below -1 cost nothing; BCE still costs a little
+    loss_h, terms_h = d_loss(big, -big, -big, big, -big, kind="hinge")
+    loss_b, _ = d_loss(big, -big, -big, big, -big, kind="bce")
+    assert float(loss_h) == 0.0 and float(loss_b) > 0
+    small = torch.zeros(4)
+    assert d_loss(small, small, small, small, small, kind="hinge")[1]["real"] == pytest.approx(1.0)
+    # the generator's hinge loss is minus the mean logit
+    assert float(g_adv_loss(torch.tensor([1.0, 3.0]), torch.zeros(2), kind="hinge")) == pytest.approx(-2.0)
+
+
+def test_spectral_norm_bounds_every_d_layer():
+    torch.manual_seed(0)
+    D = ScaleDiscriminator(16, df_dim=4, cond_dim=6, spectral_norm=True, projection=True)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in D.modules())
+    D.train()
+    x, c = torch.randn(3, 3, 16, 16), torch.randn(3, 6)
+    for _ in range(30):  # power iterations converge during forward passes
+        D(x, c)
+    for name, m in D.named_modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+            w = m.weight.detach().flatten(1)
+            assert torch.linalg.matrix_norm(w, ord=2) == pytest.approx(1.0, rel=0.1), name
+
+
+def test_projection_logit_is_uncond_plus_inner_product():
+    torch.manual_seed(0)
+    D = ScaleDiscriminator(16, df_dim=4, cond_dim=6, projection=True).eval()
+    x, c = torch.randn(2, 3, 16, 16), torch.randn(2, 6)
+    cond, uncond = D(x, c)
+    code = D.encode(x).sum(dim=(2, 3))
+    torch.testing.assert_close(cond - uncond, (D.embed(c) * code).sum(1))
+    cond2, uncond2 = D(x, -c)
+    torch.testing.assert_close(uncond2, uncond)
+    torch.testing.assert_close(cond2 - uncond2, -(cond - uncond))
+
+
+def test_diffaugment_geometry_only_and_seeded():
+    x = torch.rand(6, 3, 16, 16) + 0.5  # strictly positive, so zeros come only from the transforms
+    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    t = translation(x, g())
+    assert torch.equal(t, translation(x, g()))
+    # translated pixels are pixels of the same image (or zero fill): colours are never changed
+    for b in range(6):
+        vals = set(x[b, 0].flatten().tolist()) | {0.0}
+        assert set(t[b, 0].flatten().tolist()) <= vals
+    c = cutout(x, g())
+    zero_frac = (c == 0).float().mean()
+    assert 0.1 < zero_frac <= 0.25 + 1e-6 and torch.equal(c[c != 0], x[c != 0])
+    assert torch.equal(diff_augment(x, "", g()), x)
+    assert parse_policy("translation, cutout") == ("translation", "cutout")
+    with pytest.raises(ValueError, match="unknown"):
+        parse_policy("color")
+
+
+def test_mode_seeking_loss_falls_as_images_differ():
+    z1, z2 = torch.zeros(4, 8), torch.ones(4, 8)
+    a = torch.zeros(4, 3, 8, 8)
+    near, far = mode_seeking_loss(a, a + 0.01, z1, z2), mode_seeking_loss(a, a + 1.0, z1, z2)
+    assert float(far) == pytest.approx(1.0, rel=1e-3) and float(near) > 50 * float(far)
+
+
+def _tiny(**kw):
+    cfg = get_config("smoke", {"gan.recipe": "modern"}).gan
+    base = dict(base_size=8, gf_dim=8, df_dim=4, z_dim=8, ca_dim=6, r_num=1, batch_size=6, steps=6,
+                sample_every=3, ckpt_every=2, bf16=False)
+    return dataclasses.replace(cfg, **{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def data():
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (10, 3, 32, 32), dtype=torch.uint8, generator=g)
+    image_class = torch.arange(10) % 3
+    idx = torch.arange(25) % 10
+    emb = torch.randn(25, 12, generator=g) + image_class[idx, None].float()
+    return images, emb, idx, image_class
+
+
+def test_modern_recipe_trains_and_resumes_exactly(tmp_path, data):
+    images, emb, idx, cls = data
+    full = train_gan(images, emb, idx, cls, _tiny(), tmp_path / "full", seed=3, progress=False)
+    assert full["steps"] == 6
+    log = (tmp_path / "full" / "log.jsonl").read_text().splitlines()
+    assert all('"mode_seeking"' in line for line in log)
+    train_gan(images, emb, idx, cls, _tiny(steps=4), tmp_path / "part", seed=3, progress=False)
+    train_gan(images, emb, idx, cls, _tiny(), tmp_path / "part", seed=3, progress=False)
+    a = torch.load(tmp_path / "full" / "generator_ema.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "part" / "generator_ema.pt", weights_only=True)["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
