@@ -100,7 +100,7 @@ def test_transcript_cache_is_keyed_by_audio_and_settings(tmp_path):
     """evaluate.transcribe_queries reuses a transcript only for the same audio and ASR settings."""
     import pandas as pd
 
-    from s2ilib.evaluation import main as EV
+    from s2ilib.evaluation import two_stage as EV
 
     class Stub:
         cache_key = "stub-v1"

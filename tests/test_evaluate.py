@@ -1,4 +1,4 @@
-"""Main-table evaluation (s2ilib.evaluation.main) on a tiny synthetic dataset built in tmp.
+"""Main-table evaluation (s2ilib.evaluation: queries, references, scoring, main, tables) on a tiny synthetic dataset built in tmp.
 
 Real images standing in for generated ones must score FID ~ 0 and attribute accuracy far above the
 shuffled floor; noise images must score worse. The end-to-end run trains tiny encoders and
@@ -14,9 +14,14 @@ import pytest
 
 import torch
 
-from s2ilib.evaluation import metrics as M
-
+from s2ilib.core import registry
+from s2ilib.evaluation import cli as CLI
 from s2ilib.evaluation import main as EV
+from s2ilib.evaluation import metrics as M
+from s2ilib.evaluation import queries as Q
+from s2ilib.evaluation import references as REF
+from s2ilib.evaluation import scoring as SC
+from s2ilib.evaluation import tables as T
 from s2ilib.core.config import get_config
 from s2ilib.data.images import load_images_uint8
 from s2ilib.study.stages import RunPaths
@@ -78,35 +83,35 @@ def built(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reader(built):
     ds, cfg, paths = built
-    return EV.reader_for(ds, paths, SIZE, cfg.eval.reader_epochs, cfg.seed, progress=False,
+    return REF.reader_for(ds, paths, SIZE, cfg.eval.reader_epochs, cfg.seed, progress=False,
                          bbox_crop=cfg.gan.bbox_crop)
 
 
 def test_queries_select_test_utterances(built):
     ds, _, _ = built
     test = set(ds.split("test"))
-    seen = EV.evaluation_queries(ds, "seen", 0, seed=1)
-    unseen = EV.evaluation_queries(ds, "unseen", 0, seed=1)
-    text = EV.evaluation_queries(ds, "groundtruth_text", 0, seed=1)
+    seen = Q.evaluation_queries(ds, "seen", 0, seed=1)
+    unseen = Q.evaluation_queries(ds, "unseen", 0, seed=1)
+    text = Q.evaluation_queries(ds, "groundtruth_text", 0, seed=1)
     assert len(seen) == 2 * len(test)  # every caption of every test image, one image per utterance
     assert set(seen["image_idx"]) == test and (ds.speech.index.loc[seen["row"], "condition"] == "seen").all()
     assert 0 < unseen["image_idx"].nunique() < len(test)  # unseen voices speak half the test images
     assert (ds.speech.index.loc[unseen["row"], "condition"] == "unseen").all()
     assert text[["image_idx", "caption_idx"]].equals(seen[["image_idx", "caption_idx"]])
-    capped = EV.evaluation_queries(ds, "seen", 3, seed=1)
+    capped = Q.evaluation_queries(ds, "seen", 3, seed=1)
     assert capped["image_idx"].nunique() == 3 and len(capped) == 6
-    assert capped.equals(EV.evaluation_queries(ds, "seen", 3, seed=1))  # deterministic
-    assert not capped.equals(EV.evaluation_queries(ds, "seen", 3, seed=2))
-    assert len(EV.evaluation_queries(ds, "seen", 3, seed=1, images_per_caption=2)) == 12
-    with pytest.raises(EV.EvaluationError, match="unknown condition"):
-        EV.evaluation_queries(ds, "noisy", 0)
+    assert capped.equals(Q.evaluation_queries(ds, "seen", 3, seed=1))  # deterministic
+    assert not capped.equals(Q.evaluation_queries(ds, "seen", 3, seed=2))
+    assert len(Q.evaluation_queries(ds, "seen", 3, seed=1, images_per_caption=2)) == 12
+    with pytest.raises(Q.EvaluationError, match="unknown condition"):
+        Q.evaluation_queries(ds, "noisy", 0)
 
 
 def _ctx(ds, paths, cfg, reader, teacher=None):
     crop = cfg.gan.bbox_crop
-    real = EV.real_test_features(ds, paths, SIZE, cfg.eval.fid_image_size, progress=False, bbox_crop=crop)
-    head = EV.is_head_for(ds, paths, real, cfg.eval, SIZE, cfg.eval.fid_image_size, cfg.seed, bbox_crop=crop)
-    return EV.EvalContext(real, cfg.eval.fid_image_size, head, reader, teacher, rprec_candidates=5, seed=0,
+    real = REF.real_test_features(ds, paths, SIZE, cfg.eval.fid_image_size, progress=False, bbox_crop=crop)
+    head = REF.is_head_for(ds, paths, real, cfg.eval, SIZE, cfg.eval.fid_image_size, cfg.seed, bbox_crop=crop)
+    return SC.EvalContext(real, cfg.eval.fid_image_size, head, reader, teacher, rprec_candidates=5, seed=0,
                           progress=False)
 
 
@@ -123,7 +128,7 @@ def test_frechet_distance_matches_torchmetrics():
 
 def test_real_images_score_well_and_noise_badly(built, reader):
     ds, cfg, paths = built
-    q = EV.evaluation_queries(ds, "seen", 0, seed=0)
+    q = Q.evaluation_queries(ds, "seen", 0, seed=0)
     real_imgs = load_images_uint8(ds, q["image_idx"].tolist(), SIZE, bbox_crop=cfg.gan.bbox_crop)
     noise = torch.randint(0, 256, real_imgs.shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     teacher = StubTeacher()
@@ -131,8 +136,8 @@ def test_real_images_score_well_and_noise_badly(built, reader):
     ctx = _ctx(ds, paths, cfg, reader, teacher)
     labels = torch.tensor(q["image_idx"].to_numpy())
     kw = dict(judges={"r_precision": judge}, image_labels=labels)
-    good, tim = EV.evaluate_images(lambda s, e: real_imgs[s:e], len(q), ctx, **kw)
-    bad, _ = EV.evaluate_images(lambda s, e: noise[s:e], len(q), ctx, mentions=EV.query_mentions(ds, q), **kw)
+    good, tim = SC.evaluate_images(lambda s, e: real_imgs[s:e], len(q), ctx, **kw)
+    bad, _ = SC.evaluate_images(lambda s, e: noise[s:e], len(q), ctx, mentions=Q.query_mentions(ds, q), **kw)
     # Each real test image twice (one per caption) against each once: same mean and nearly the same
     # covariance, so FID is small; noise is far away.
     assert good["n_images"] == len(q) and good["n_real"] == len(ds.split("test"))
@@ -149,9 +154,9 @@ def test_real_images_score_well_and_noise_badly(built, reader):
 
     tq = pd.DataFrame(train_q, columns=["image_idx", "caption_idx"])
     train_imgs = load_images_uint8(ds, tq["image_idx"].tolist(), SIZE, bbox_crop=cfg.gan.bbox_crop)
-    mentions = EV.query_mentions(ds, tq)
+    mentions = Q.query_mentions(ds, tq)
     no_fid = dataclasses.replace(ctx, real_feats=None)  # attribute accuracy only
-    real_attr, tim = EV.evaluate_images(lambda s, e: train_imgs[s:e], len(tq), no_fid, mentions=mentions)
+    real_attr, tim = SC.evaluate_images(lambda s, e: train_imgs[s:e], len(tq), no_fid, mentions=mentions)
     assert real_attr["attr_acc"] > real_attr["attr_acc_shuffled"] + 0.2, real_attr
     assert real_attr["attr_acc"] > bad["attr_acc"] + 0.2, (real_attr, bad)
     assert real_attr["n_mentions"] > len(tq) and "reader" in tim and "inception" not in tim
@@ -167,15 +172,15 @@ def test_tables_and_markdown(tmp_path):
            "reader": {"real_test_attr_acc": 0.9, "real_test_attr_acc_shuffled": 0.3, "holdout_mean": 0.8,
                       "n_real": 10},
            "is_head": {"holdout_accuracy": 1.0, "n_holdout": 4}, "timings": {"total_s": 1.0}}
-    df = EV.main_table_long({"synth-birds": res, "synth-flowers": res})
+    df = T.main_table_long({"synth-birds": res, "synth-flowers": res})
     assert list(df.columns) == ["dataset", "method", "condition", "metric", "value", "n_images"]
     assert len(df) == 2 * (7 + 4)  # 7 method metrics + 4 references per dataset
     assert df.query("dataset == 'synth-birds' and method == 'one_stage' and condition == 'unseen' "
                     "and metric == 'fid'")["n_images"].item() == 8
-    wide = EV.main_table_wide(df)
+    wide = T.main_table_wide(df)
     assert list(wide.index.get_level_values("method")[:4]) == ["one_stage", "one_stage", "two_stage", "text"]
     assert wide.loc[("synth-birds", "two_stage", "seen"), "wer"] == 0.4
-    out = EV.write_tables(df, tmp_path)
+    out = T.write_tables(df, tmp_path)
     md = out["md"].read_text().splitlines()
     assert md[0].startswith("| dataset | method | condition | n_images | fid |") and len(md) == 2 + len(wide)
     assert "| synth-birds | text | groundtruth_text | 20 | 8.000 |" in out["md"].read_text()
@@ -183,11 +188,11 @@ def test_tables_and_markdown(tmp_path):
 
 
 def _cli(argv):
-    """``s2i read-attributes`` through a parser that registers it as s2ilib.cli does (evaluate.add_cli)."""
+    """``s2i read-attributes`` through a parser that registers it as s2ilib.cli does (evaluation.cli.add_cli)."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="s2i")
-    EV.add_cli(parser.add_subparsers(dest="command", required=True))
+    CLI.add_cli(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return args.func(args)
 
@@ -211,7 +216,7 @@ def test_read_attributes_cli(built, reader, tmp_path, capsys):
     assert main(["read-attributes", "--dataset", "synth-flowers", "--run-root", str(run_root), "--preset", "smoke",
                  str(img_path)]) == 2
     err = capsys.readouterr().err
-    assert "no trained attribute reader" in err and EV.EVAL_NOTEBOOK in err
+    assert "no trained attribute reader" in err and CLI.EVAL_NOTEBOOK in err
 
 
 class StubASR:
@@ -253,11 +258,11 @@ def test_run_main_evaluation_end_to_end(built, reader):
     teacher = StubTeacher()
     res = EV.run_main_evaluation(ds, cfg, paths, progress=False, teacher=teacher, transcriber=asr, speak=speak)
     ev = cfg.eval
-    seen_q = EV.evaluation_queries(ds, "seen", ev.max_eval_images, cfg.seed, ev.images_per_caption,
+    seen_q = Q.evaluation_queries(ds, "seen", ev.max_eval_images, cfg.seed, ev.images_per_caption,
                                    ev.captions_per_image)
     n_seen = len(seen_q)
     assert set(res["one_stage"]) == {"seen", "unseen"} and set(res["text"]) == {"groundtruth_text"}
-    for method in EV.METHODS:
+    for method in registry.method_names():
         for cond, m in res[method].items():
             assert m["n_images"] > 1 and m["n_real"] == len(ds.split("test"))
             assert m["fid"] >= 0 and 0 <= m["attr_acc"] <= 1 and 0 <= m["r_precision"] <= 1, (method, cond, m)
@@ -292,11 +297,11 @@ def test_run_main_evaluation_end_to_end(built, reader):
     again = EV.run_main_evaluation(ds, cfg, paths, progress=False, teacher=teacher, transcriber=asr, speak=speak)
     assert again == res and teacher.calls == calls and asr.calls == n_seen + res["two_stage"]["unseen"]["n_images"]
     df = EV.main_table_long({ds.name: res})
-    assert set(df["method"]) == {*EV.METHODS, "real"} and df["value"].notna().all()
+    assert set(df["method"]) == {*registry.method_names(), "real"} and df["value"].notna().all()
     # Side-by-side rows: every method's image for the same utterances (transcripts from the cache)
     rows = EV.example_rows(ds, paths, n=3, seed=0, transcriber=asr, speak=speak)
     assert len(rows) == 3 and len({r["image_idx"] for r in rows}) == 3
-    assert set(rows[0]["images"]) == set(EV.METHODS) and rows[0]["real"].shape == (3, SIZE, SIZE)
+    assert set(rows[0]["images"]) == set(registry.method_names()) and rows[0]["real"].shape == (3, SIZE, SIZE)
     assert rows[0]["transcript"] == rows[0]["text"].rsplit(" ", 1)[0]
 
 
@@ -304,10 +309,49 @@ def test_generators_must_share_one_image_view():
     from types import SimpleNamespace as NS
 
     crop, whole, old = NS(train_config={"bbox_crop": True}), NS(train_config={"bbox_crop": False}), NS()
-    assert EV.generators_bbox_crop({"one_stage": crop, "text": crop}) is True
-    assert EV.generators_bbox_crop({"one_stage": old}) is False  # saved before the option: uncropped
+    assert REF.generators_bbox_crop({"one_stage": crop, "text": crop}) is True
+    assert REF.generators_bbox_crop({"one_stage": old}) is False  # saved before the option: uncropped
     boxes, no_boxes = NS(images=[NS(bbox=(1, 2, 3, 4))]), NS(images=[NS(bbox=None)])
-    assert EV.generators_bbox_crop({"one_stage": crop}, boxes) is True
-    assert EV.generators_bbox_crop({"one_stage": crop}, no_boxes) is False  # whole images either way
-    with pytest.raises(EV.EvaluationError, match="different image views"):
-        EV.generators_bbox_crop({"one_stage": crop, "text": whole})
+    assert REF.generators_bbox_crop({"one_stage": crop}, boxes) is True
+    assert REF.generators_bbox_crop({"one_stage": crop}, no_boxes) is False  # whole images either way
+    with pytest.raises(Q.EvaluationError, match="different image views"):
+        REF.generators_bbox_crop({"one_stage": crop, "text": whole})
+
+
+def test_notebook_names_stay_on_evaluation_main():
+    """Notebook 04 does ``from s2ilib.evaluation import main as evaluate``: the names it calls stay there."""
+    from s2ilib.evaluation import examples as EX
+
+    assert EV.main_table_long is T.main_table_long and EV.main_table_wide is T.main_table_wide
+    assert EV.write_tables is T.write_tables and EV.example_rows is EX.example_rows
+    assert callable(EV.run_main_evaluation)
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_evaluation_device_comes_from_the_config(built, monkeypatch):
+    """Every generator is loaded on ``cfg.device`` (or the ``device`` argument); no silent fallback."""
+    from s2ilib.core.device import DeviceError
+
+    ds, cfg, paths = built
+    seen = []
+
+    def load(paths_, name, method, device):
+        seen.append((method, device))
+        raise _Stop
+
+    monkeypatch.setattr(EV, "load_method_generator", load)
+    with pytest.raises(_Stop):
+        EV.run_main_evaluation(ds, dataclasses.replace(cfg, device="cpu"), paths, progress=False)
+    assert seen == [(registry.method_names()[0], "cpu")]
+    with pytest.raises(_Stop):
+        EV.run_main_evaluation(ds, dataclasses.replace(cfg, device="auto"), paths, methods=["text"], device="cpu")
+    assert seen[-1] == ("text", "cpu")
+    with pytest.raises(EV.EvaluationError, match="unknown methods"):
+        EV.run_main_evaluation(ds, cfg, paths, methods=["nope"])
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match="no CUDA"):
+            EV.run_main_evaluation(ds, dataclasses.replace(cfg, device="cuda"), paths, progress=False)
+        assert len(seen) == 2  # refused before any model is loaded

@@ -10,7 +10,8 @@ this registry; adding a method (an ablation variant, another baseline) is one
   text generator on ASR transcripts).
 * ``query``: what is fed to the encoder at test time: ``speech`` (the utterance), ``asr``
   (Whisper's transcript of it) or ``text`` (the ground-truth caption).
-* ``conditions``: the evaluation conditions (``seen`` / ``unseen`` voices, or ``text``).
+* ``conditions``: the evaluation conditions (``seen`` / ``unseen`` voices, or ``groundtruth_text``:
+  the ground-truth captions of the ``seen`` queries; the name the results and reports use).
 * ``overrides``: config keys that make the method a variant of another (ablations), applied on
   top of the preset for its generator and encoder runs.
 """
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 SPEECH_CONDITIONS = ("seen", "unseen")
-TEXT_CONDITION = "text"
+TEXT_CONDITION = "groundtruth_text"
 QUERIES = ("speech", "asr", "text")
 
 

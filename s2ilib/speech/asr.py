@@ -84,7 +84,7 @@ class Transcriber:
 
     ``transcribe(wave)``: wave (T,) float32 in [-1, 1] at 16 kHz -> text. Transcripts are cached in
     memory by audio content (:func:`wave_hash`); ``cache_key`` identifies the model and settings, for
-    caches kept on disk (:func:`s2ilib.evaluation.main.transcribe_queries`).
+    caches kept on disk (:func:`s2ilib.evaluation.two_stage.transcribe_queries`).
     About 0.6 CPU-seconds per 3 s caption (0.3-1 s wall on 2 shared cores, greedy decoding).
     """
 

@@ -1,0 +1,141 @@
+"""Per-dataset references every method is scored against: FID Inception features of the real test
+images, the IS head of the test classes, the attribute reader and its ceilings on real images,
+all in the image view the generators were trained on (whole images or bounding-box crops).
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+
+from s2ilib.evaluation.queries import EvaluationError
+
+READER_FILE = "attribute_reader.pt"
+SHUFFLE_REPEATS = 5
+CACHE_VERSION = 1
+
+
+def _keys_hash(ds, indices: Iterable[int]) -> str:
+    h = hashlib.sha256()
+    for i in indices:
+        h.update(f"{ds.images[int(i)].key}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def real_test_features(ds, paths, size: int, fid_size: int, progress: bool = True, device: str = "cpu",
+                       load_images: Callable | None = None, bbox_crop: bool = False) -> torch.Tensor:
+    """FID Inception features (n_test, 2048) of the real test images at ``size`` px, cached in eval/;
+    ``bbox_crop``: of their bounding-box crops (the view the generators were trained on)."""
+    from s2ilib.evaluation import metrics
+
+    load_images = load_images or functools.partial(load_images_view, bbox_crop=bbox_crop)
+    test = ds.split("test")
+    path = metrics.real_features_path(paths.eval(ds.name), ds.name + _view_suffix(bbox_crop), "test", size, fid_size)
+    meta = {"n_images": len(test), "keys_hash": _keys_hash(ds, test), "version": CACHE_VERSION,
+            "bbox_crop": bbox_crop}
+    compute = lambda: metrics.inception_features(_chunks(lambda s, e: load_images(ds, test[s:e], size), len(test), 64),
+                                                 image_size=fid_size, progress=progress, device=device)
+    return metrics.cached_real_features(path, compute, meta)
+
+
+def load_images_view(ds, indices, size: int, bbox_crop: bool = False) -> torch.Tensor:
+    """uint8 (N, 3, size, size) images of dataset rows ``indices``, whole or bounding-box crops."""
+    from s2ilib.data.images import load_images_uint8
+
+    return load_images_uint8(ds, list(indices), size, bbox_crop=bbox_crop)
+
+
+def _view_suffix(bbox_crop: bool) -> str:
+    """File-name tag of the image view, so cropped and whole-image references never share a cache."""
+    return "_bboxcrop" if bbox_crop else ""
+
+
+def generators_bbox_crop(generators: dict[str, Any], ds: Any = None) -> bool:
+    """Whether the generators were trained on bounding-box crops; real references must use the same
+    view. Generators saved before the option existed were uncropped. With ``ds``, False when the
+    dataset has no boxes (its images were used whole either way)."""
+    views = {m: bool(getattr(G, "train_config", {}).get("bbox_crop", False)) for m, G in generators.items()}
+    if len(set(views.values())) > 1:
+        raise EvaluationError(f"generators were trained on different image views (gan.bbox_crop): {views}; "
+                              f"retrain them with one setting")
+    crop = next(iter(views.values()), False)
+    return crop and (ds is None or any(r.bbox is not None for r in ds.images))
+
+
+def _chunks(fn: Callable[[int, int], torch.Tensor], n: int, chunk: int) -> Iterable[torch.Tensor]:
+    for s in range(0, n, chunk):
+        yield fn(s, min(s + chunk, n))
+
+
+def is_head_for(ds, paths, real_feats: torch.Tensor, cfg, size: int, fid_size: int, seed: int,
+                bbox_crop: bool = False):
+    """The IS classifier of the dataset's test classes (trained once, saved in eval/; reused if its
+    epochs, seed, image count and image view match)."""
+    from s2ilib.evaluation import metrics
+
+    labels = torch.tensor([ds.images[i].class_index for i in ds.split("test")])
+    path = paths.eval(ds.name) / f"is_head_{size}px_inception{fid_size}{_view_suffix(bbox_crop)}.pt"
+    if path.is_file():
+        head = metrics.load_is_head(path)
+        r = head.report
+        if (r.get("epochs"), r.get("seed"), r.get("n_train", 0) + r.get("n_holdout", 0),
+                r.get("bbox_crop", False)) == (cfg.is_head_epochs, seed, len(labels), bbox_crop):
+            return head
+    head = metrics.train_is_head(real_feats, labels, epochs=cfg.is_head_epochs, seed=seed)
+    head.report["bbox_crop"] = bbox_crop
+    metrics.save_is_head(head, path)
+    return head
+
+
+def reader_for(ds, paths, size: int, epochs: int, seed: int, progress: bool = True,
+               load_images: Callable | None = None, bbox_crop: bool = False):
+    """The attribute reader of the dataset (``eval/<name>/attribute_reader.pt``), trained once on the
+    real TRAINING images at ``size`` px (bounding-box crops with ``bbox_crop``) with their
+    ground-truth attributes; None without attributes."""
+    from s2ilib.evaluation import attribute_reader as AR
+
+    if not ds.vocabulary:
+        return None
+    load_images = load_images or functools.partial(load_images_view, bbox_crop=bbox_crop)
+    train = ds.split("train")
+    path = paths.eval(ds.name) / READER_FILE
+    if path.is_file():
+        reader = AR.load_attribute_reader(path)
+        r = reader.report
+        if (reader.image_size, r.get("epochs"), r.get("seed"), r.get("n_train", 0) + r.get("n_holdout", 0),
+                r.get("bbox_crop", False)) == (size, epochs, seed, len(train), bbox_crop):
+            return reader
+    images = load_images(ds, train, size)
+    reader, _ = AR.train_attribute_reader(images, [ds.images[i].attributes for i in train], ds.vocabulary,
+                                          epochs=epochs, seed=seed, out_path=path, progress=progress,
+                                          image_size=size, extra_report={"bbox_crop": bbox_crop})
+    return reader
+
+
+def reader_reference(ds, reader, size: int, seed: int, load_images: Callable | None = None,
+                     bbox_crop: bool = False) -> dict[str, Any]:
+    """Ceilings of the attribute metric: the reader's held-out accuracy (training classes) and its
+    mention accuracy on the real test images against each of their captions (+ shuffled floor)."""
+    from s2ilib.evaluation import attribute_reader as AR
+
+    load_images = load_images or functools.partial(load_images_view, bbox_crop=bbox_crop)
+    test = ds.split("test")
+    read = AR.read_attributes(reader, load_images(ds, test, size))
+    reads, mentions = [], []
+    for r, i in zip(read, test):
+        for m in ds.images[i].caption_attributes:
+            reads.append(r)
+            mentions.append(m)
+    real = AR.mention_accuracy(reads, mentions)
+    floor = [AR.mention_accuracy(reads, AR.shuffled_mentions(mentions, seed + k))["accuracy"]
+             for k in range(SHUFFLE_REPEATS)] if len(mentions) > 1 else [float("nan")]
+    rep = reader.report
+    return {"holdout_mean": rep.get("holdout_mean"), "holdout_accuracy": rep.get("holdout_accuracy"),
+            "chance_majority": rep.get("chance_majority"), "n_train": rep.get("n_train"),
+            "n_holdout": rep.get("n_holdout"), "image_size": reader.image_size,
+            "real_test_attr_acc": real["accuracy"], "real_test_attr_acc_shuffled": float(np.mean(floor)),
+            "real_test_n_mentions": real["n_mentions"], "n_real": len(test)}
+
