@@ -37,11 +37,13 @@ def _parse_pairs(pairs: list[str] | None, flag: str) -> dict[str, Any]:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from s2ilib.study.runner import run_study
+    from s2ilib.study.runner import check_overrides, run_study
 
+    overrides = check_overrides(args.preset, args.seed, _parse_pairs(args.set, "--set"))  # ConfigError: exit 2
     out = run_study(preset=args.preset, seed=args.seed, run_root=args.run_root,
                     report_root=args.report_root, parameters=_parse_pairs(args.param, "-p"),
-                    only=args.only.split(",") if args.only else None, timeout=args.timeout)
+                    only=args.only.split(",") if args.only else None, timeout=args.timeout,
+                    overrides=overrides)
     print(f"[s2i study] report: {out}")
     return 0
 
@@ -79,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", default=None, help="comma-separated notebook numbers or names, e.g. 01,02")
     p.add_argument("-p", "--param", action="append", metavar="KEY=VALUE",
                    help="extra notebook parameter (refused if no notebook declares it)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="config override for every notebook, e.g. gan.steps=3000 (repeatable); the "
+                        "stages write into variant folders beside the preset's")
     p.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
     p.set_defaults(func=cmd_study)
 
@@ -86,11 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="small")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. gan.steps=100")
     p.set_defaults(func=cmd_config)
-    from s2ilib.evaluation import main as evaluate
+    from s2ilib.evaluation import cli as evaluation_cli
     from s2ilib import inference  # import torch: kept out of module import time
 
     inference.add_cli(sub)
-    evaluate.add_cli(sub)
+    evaluation_cli.add_cli(sub)
     for subparser in sub.choices.values():  # `s2i CMD --debug` works as well as `s2i --debug CMD`
         _add_debug(subparser, argparse.SUPPRESS)
     return parser

@@ -2,7 +2,9 @@
 
 Asserts on the files the notebooks write (results.json, tables, figures), not on cell output.
 """
+import hashlib
 import json
+import math
 
 import nbformat
 import pytest
@@ -78,6 +80,91 @@ def test_generator_section(smoke_study):
         assert (report / "figures" / f"03_{name}_fig3.png").is_file()
 
 
+def _finite_numbers(obj):
+    """Every number in a nested results entry (bools excluded)."""
+    if isinstance(obj, dict):
+        for v in obj.values():
+            yield from _finite_numbers(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _finite_numbers(v)
+    elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        yield obj
+
+
+def test_main_section_and_claims(smoke_study):
+    """Notebook 04's `main` section: every method and condition of the registry, with sample
+    counts and finite metrics, provenance, and a verdict for each of the paper's claims."""
+    from s2ilib.core import registry
+    from s2ilib.study import report as study_report
+
+    report, run, results = smoke_study
+    cfg = get_config("smoke")
+    for name in cfg.data.datasets:
+        entry = results["main"][name]
+        assert (entry["preset"], entry["seed"], entry["variant"]) == ("smoke", 1234, "")
+        assert entry["config"]["captions_per_image"] == cfg.eval.captions_per_image
+        for method in registry.method_names():
+            for cond in registry.method(method).conditions:
+                cell = entry[method][cond]
+                assert cell["n_images"] >= 2 and cell["n_real"] >= 2, (name, method, cond)
+                for metric in ("fid", "kid", "is", "r_precision", "attr_acc"):
+                    assert math.isfinite(cell[metric]), (name, method, cond, metric)
+                assert cell["fid"] >= 0 and 0 <= cell["attr_acc"] <= 1
+        assert all(math.isfinite(x) for x in _finite_numbers({m: entry[m] for m in registry.method_names()}))
+        assert set(entry["asr"]["wer"]) == set(registry.SPEECH_CONDITIONS)
+        claims = entry["claims"]
+        assert [c["claim"] for c in claims] == [c[0] for c in study_report.CLAIMS]
+        for c in claims:
+            assert c["verdict"] in ("holds", "does not hold") and isinstance(c["holds"], bool), c
+            assert math.isfinite(c["ours"]) and math.isfinite(c["other"])
+        assert (run / "eval" / name / "variant.json").is_file()
+    assert (report / "04_claims.csv").is_file() and (report / "figures" / "04_fid.png").is_file()
+
+
+def test_a_variant_trains_beside_the_baseline_without_touching_it(smoke_study, capsys):
+    """`s2i study --only 03 --set gan.steps=8` on the smoke run folder: the generators train into
+    `gan/<ds>/<method>@gan.steps=8`, read the baseline's data and encoders, record their own
+    entries, and leave the baseline's files and numbers as they were."""
+    from s2ilib.cli import main
+
+    report, run, results = smoke_study
+    base = run / "gan" / "synth-birds" / "one_stage"
+    files = sorted(p for p in base.rglob("*") if p.is_file())
+    before = {p: (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest()) for p in files}
+    executed_before = (report / "03_gan_training.ipynb").stat().st_mtime_ns
+    assert main(["study", "--preset", "smoke", "--only", "03", "--set", "gan.steps=8",
+                 "--run-root", str(run.parent), "--report-root", str(report.parent)]) == 0
+    assert {p: (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest()) for p in files} == before
+    assert sorted(p for p in base.rglob("*") if p.is_file()) == files
+    assert (report / "03_gan_training.ipynb").stat().st_mtime_ns == executed_before
+    assert (report / "variants" / "gan.steps=8" / "03_gan_training.ipynb").is_file()
+
+    after = json.loads((report / "results.json").read_text())
+    for name in ("synth-birds", "synth-flowers"):
+        for method in ("one_stage", "classifier", "text"):
+            variant = run / "gan" / name / f"{method}@gan.steps=8"
+            assert (variant / "generator_ema.pt").is_file()
+            written = json.loads((variant / "variant.json").read_text())
+            assert written["variant"] == "gan.steps=8" and written["config"]["gan"]["steps"] == 8
+            g = after["generators"][name][f"{method}@gan.steps=8"]
+            assert g["steps"] == 8 and g["variant"] == "gan.steps=8"
+            assert after["generators"][name][method] == results["generators"][name][method]
+        pipeline = json.loads((run / "gan" / name / "one_stage@gan.steps=8" / "pipeline.json").read_text())
+        assert pipeline["encoder_dir"] == str(run / "encoders" / name / "speech_ts")  # the baseline's encoder
+    assert after["notebooks"]["03_gan_training"]["parameters"]["overrides"] == ["gan.steps=8"]
+
+    assert main(["study", "--preset", "smoke", "--only", "03", "--set", "gan.nope=1",
+                 "--run-root", str(run.parent), "--report-root", str(report.parent)]) == 2
+    assert "unknown config key 'gan.nope'" in capsys.readouterr().err
+
+
+def test_the_template_is_not_a_step_of_the_study():
+    books = study_notebooks()
+    assert books and all(int(b.name[:2]) >= 1 for b in books)
+    assert (books[0].parent / "00_template.ipynb").is_file()
+
+
 def _notebook(path, params_src, body_src):
     nb = nbformat.v4.new_notebook()
     p = nbformat.v4.new_code_cell(params_src)
@@ -100,7 +187,7 @@ def test_runner_refuses_undeclared_parameters(tmp_path):
 def test_runner_names_the_failing_notebook_and_cell(tmp_path):
     books = tmp_path / "nbs"
     books.mkdir()
-    _notebook(books / "01_fails.ipynb", "preset = 'smoke'\nseed = 0\nrun_root = ''\nreport_dir = ''",
+    _notebook(books / "01_fails.ipynb", "preset = 'smoke'\nseed = 0\nrun_root = ''\nreport_dir = ''\noverrides = {}",
               "raise ValueError('boom')")
     with pytest.raises(StudyError, match=r"01_fails.ipynb failed in cell 2 .*ValueError: boom"):
         run_study("smoke", run_root=tmp_path / "r", report_root=tmp_path / "rep", notebook_dir=books,

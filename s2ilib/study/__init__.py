@@ -1,1 +1,3 @@
-"""s2ilib.study.stages."""
+"""The study layer: stages the notebooks call (``stages``), run folders and variants (``paths``),
+analyses (``analysis``), results payloads and the paper's claims (``report``), figures
+(``plots``) and the papermill runner (``runner``)."""

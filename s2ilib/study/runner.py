@@ -1,8 +1,10 @@
 """Run the study's notebooks headlessly with papermill, in order, into ``reports/<preset>/``.
 
-Every study notebook declares the common parameters ``preset``, ``seed``, ``run_root`` and
-``report_dir`` in its cell tagged ``parameters``. Extra parameters are passed to the notebooks
-that declare them; a parameter no selected notebook declares is refused.
+Every study notebook (``NN_name.ipynb`` with NN >= 01; ``00_template.ipynb`` is not run)
+declares the common parameters ``preset``, ``seed``, ``run_root``, ``report_dir`` and
+``overrides`` (config overrides as dotted keys, ``s2i study --set gan.steps=3000``) in its cell
+tagged ``parameters``. Extra parameters are passed to the notebooks that declare them; a
+parameter no selected notebook declares is refused.
 """
 from __future__ import annotations
 
@@ -11,13 +13,14 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from s2ilib.core.config import PRESETS
+from s2ilib.core.config import PRESETS, ConfigError, get_config
 from s2ilib.core.results import environment_info, now, record
 from s2ilib.core.runkit import writer
+from s2ilib.study.paths import report_subdir
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]  # s2ilib/study/runner.py -> the repository
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
-COMMON_PARAMETERS = ("preset", "seed", "run_root", "report_dir")
+COMMON_PARAMETERS = ("preset", "seed", "run_root", "report_dir", "overrides")
 # The kernel's environment: headless plotting, and progress bars that update every 10 s so the
 # executed notebooks in reports/ do not fill with thousands of progress lines.
 _KERNEL_ENV = {"MPLBACKEND": "agg", "TQDM_MININTERVAL": "10"}
@@ -28,8 +31,9 @@ class StudyError(RuntimeError):
 
 
 def study_notebooks(notebook_dir: Path = NOTEBOOK_DIR, only: Iterable[str] | None = None) -> list[Path]:
-    """Notebooks ``NN_name.ipynb`` in order; ``only`` selects by number prefix or stem."""
-    books = sorted(p for p in Path(notebook_dir).glob("[0-9][0-9]_*.ipynb"))
+    """Notebooks ``NN_name.ipynb`` with NN >= 01 in order (``00_template`` is not a step of the
+    study); ``only`` selects by number prefix or stem."""
+    books = sorted(p for p in Path(notebook_dir).glob("[0-9][0-9]_*.ipynb") if p.name[:2] != "00")
     if not books:
         raise StudyError(f"no notebooks NN_*.ipynb in {notebook_dir}")
     if only:
@@ -86,8 +90,14 @@ def run_notebook(notebook: Path, output: Path, parameters: dict[str, Any], timeo
 def run_study(preset: str = "small", seed: int = 1234, run_root: str | Path | None = None,
               report_root: str | Path | None = None, parameters: dict[str, Any] | None = None,
               only: Iterable[str] | None = None, notebook_dir: Path = NOTEBOOK_DIR,
-              timeout: int | None = None, progress: bool = True) -> Path:
+              timeout: int | None = None, progress: bool = True,
+              overrides: dict[str, Any] | None = None) -> Path:
     """Run the notebooks in order at ``preset``; returns the report folder.
+
+    ``overrides``: config keys (dotted, ``{"gan.steps": 3000}``) passed to every notebook, which
+    resolves its config as ``get_config(preset, {"seed": seed, **overrides})``; each stage then
+    writes into its variant folder (``gan/<dataset>/one_stage@gan.steps=3000``) beside the
+    preset's. Validated before any notebook runs (:class:`s2ilib.core.config.ConfigError`).
 
     Executed notebooks go to ``<report_root>/<preset>/``; the results file is
     ``<report_root>/<preset>/results.json``; data, checkpoints and caches go to
@@ -97,15 +107,27 @@ def run_study(preset: str = "small", seed: int = 1234, run_root: str | Path | No
     """
     if preset not in PRESETS:
         raise StudyError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    overrides = check_overrides(preset, seed, overrides)
     run_root = Path(run_root or REPO_ROOT / "runs").resolve()
     with writer(run_root / preset):  # one study per run folder; temp files of killed writes removed
         return _run_study_locked(preset, seed, run_root, report_root, parameters, only, notebook_dir, timeout,
-                                 progress)
+                                 progress, overrides)
+
+
+def check_overrides(preset: str, seed: int, overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """Config overrides as the notebooks will apply them; a bad key or value is a ConfigError now,
+    not a failure in the first notebook. ``preset`` and ``seed`` have their own options."""
+    overrides = dict(overrides or {})
+    own = sorted(set(overrides) & {"preset", "seed"})
+    if own:
+        raise ConfigError(f"{own}: pass the preset and seed through --preset / --seed, not --set")
+    get_config(preset, {"seed": seed, **overrides})
+    return overrides
 
 
 def _run_study_locked(preset: str, seed: int, run_root: Path, report_root: str | Path | None,
                       parameters: dict[str, Any] | None, only: Iterable[str] | None, notebook_dir: Path,
-                      timeout: int | None, progress: bool) -> Path:
+                      timeout: int | None, progress: bool, overrides: dict[str, Any]) -> Path:
     report_dir = Path(report_root or REPO_ROOT / "reports").resolve() / preset
     parameters = dict(parameters or {})
     clash = sorted(set(parameters) & set(COMMON_PARAMETERS))
@@ -122,19 +144,25 @@ def _run_study_locked(preset: str, seed: int, run_root: Path, report_root: str |
         raise StudyError(f"no selected notebook declares parameter(s) {unused}")
 
     results = report_dir / "results.json"
-    record(results, "study", {"preset": preset, "seed": seed, "run_root": str(run_root),
+    # overrides as "key=value" strings: results.record merges dicts, and a list replaces the last study's
+    shown = [f"{k}={v}" for k, v in sorted(overrides.items())]
+    record(results, "study", {"preset": preset, "seed": seed, "overrides": shown, "run_root": str(run_root),
                               "started": now(), "environment": environment_info()}, preset=preset)
-    common = {"preset": preset, "seed": seed, "run_root": str(run_root), "report_dir": str(report_dir)}
+    common = {"preset": preset, "seed": seed, "run_root": str(run_root), "report_dir": str(report_dir),
+              "overrides": overrides}
+    # a variant's executed notebooks go beside its tables and figures, not over the baseline's
+    executed = report_dir / report_subdir(get_config(preset, {"seed": seed, **overrides}))
     for nb in books:
         params = {**common, **{k: v for k, v in parameters.items() if k in declared[nb]}}
+        logged = {**params, "overrides": shown}
         print(f"[s2i study] {nb.name} (preset {preset})", flush=True)
         try:
-            seconds = run_notebook(nb, report_dir / nb.name, params, timeout=timeout, progress=progress)
+            seconds = run_notebook(nb, executed / nb.name, params, timeout=timeout, progress=progress)
         except StudyError:
             record(results, "notebooks", {nb.stem: {"status": "failed", "finished": now(),
-                                                    "parameters": params}})
+                                                    "parameters": logged}})
             raise
         record(results, "notebooks", {nb.stem: {"status": "ok", "seconds": round(seconds, 1),
-                                                "finished": now(), "parameters": params}})
+                                                "finished": now(), "parameters": logged}})
         print(f"[s2i study] {nb.name} done in {seconds:.0f} s", flush=True)
     return report_dir

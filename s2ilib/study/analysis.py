@@ -1,0 +1,238 @@
+"""Analyses of the trained models the notebooks show: retrieval, embedding maps, generated images,
+noise-versus-speech variation and inference latency. Every model is loaded from the run's variant
+folders (:class:`s2ilib.study.paths.RunPaths`) onto ``cfg.device``."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from s2ilib.core import registry
+from s2ilib.core.config import StudyConfig
+from s2ilib.data.images import load_images_uint8
+from s2ilib.study.paths import RunPaths, device_of
+from s2ilib.study.stages import gan_image_size, load_embeddings
+
+RETRIEVAL_METRICS = ("recall@1", "recall@5", "recall@10", "map_class", "centroid_acc", "ap@50")
+
+
+# ------------------------------------------------------------------------------------------------
+# encoders (notebook 02)
+
+
+def linear_probe(emb: dict[str, Any], ds, teacher_feats, ridge: float = 1.0) -> dict[str, Any]:
+    """Map embeddings into the teacher's space by ridge regression fitted on TRAINING images only.
+
+    The classifier-based encoder's output is not in the teacher's space, so retrieval against
+    teacher features needs a map; a linear probe fitted on training classes (never on test
+    classes) keeps the comparison with the teacher-student encoder fair and zero-shot.
+    """
+    import torch
+
+    train = set(ds.split("train"))
+    img = emb["image_idx"].numpy()
+    rows = np.flatnonzero([i in train for i in img])
+    x = emb["emb"][rows].double()
+    y = torch.as_tensor(teacher_feats)[img[rows]].double().mean(dim=1)
+    x_mean, y_mean = x.mean(0), y.mean(0)
+    xc = x - x_mean
+    w = torch.linalg.solve(xc.T @ xc + ridge * len(xc) * torch.eye(x.shape[1], dtype=x.dtype), xc.T @ (y - y_mean))
+    projected = ((emb["emb"].double() - x_mean) @ w + y_mean).float()
+    return {**emb, "emb": projected}
+
+
+def needs_probe(kind: str) -> bool:
+    """Encoders whose output is not in the teacher's space (classifier-based) are probed."""
+    return registry.encoder(kind).objective != "teacher_student"
+
+
+def encoder_retrieval(ds, paths: RunPaths, teacher_feats, kinds=None) -> dict[str, dict[str, dict]]:
+    """Test-class retrieval per encoder and condition: {kind: {condition: {metric: value}}}.
+
+    Classifier-based encoders are evaluated through :func:`linear_probe` (their raw output is not
+    in the teacher's space); the others as they are. ``kinds`` default: every registered encoder.
+    """
+    from s2ilib.training.encoder_trainer import evaluate_retrieval
+
+    out = {}
+    for kind in registry.encoder_names() if kinds is None else kinds:
+        emb = load_embeddings(paths, ds.name, kind)
+        if needs_probe(kind):
+            emb = linear_probe(emb, ds, teacher_feats)
+        out[kind] = evaluate_retrieval(emb, ds, teacher_feats)
+    return out
+
+
+def retrieval_frame(results: dict[str, dict[str, dict]], metrics=RETRIEVAL_METRICS):
+    """{kind: {condition: {metric}}} -> DataFrame rows (encoder, condition), columns metrics + chance."""
+    import pandas as pd
+
+    rows = []
+    for kind, by_cond in results.items():
+        for cond, m in by_cond.items():
+            row = {"encoder": kind, "condition": cond, "n_queries": m.get("n_queries")}
+            row.update({k: m.get(k) for k in metrics})
+            row.update({f"chance {k}": m.get("chance", {}).get(k) for k in ("recall@10", "map_class")})
+            rows.append(row)
+    return pd.DataFrame(rows).set_index(["encoder", "condition"])
+
+
+def embedding_projection(emb: dict[str, Any], ds, condition: str = "seen", max_classes: int = 10,
+                         method: str = "tsne", seed: int = 0):
+    """2-D projection of test-class embeddings of one condition: DataFrame (x, y, class)."""
+    import pandas as pd
+
+    test = set(ds.split("test"))
+    img = emb["image_idx"].numpy()
+    cond = np.asarray(emb["condition"])
+    rows = np.flatnonzero([(i in test) and c == condition for i, c in zip(img, cond)])
+    classes = sorted({ds.images[img[r]].class_index for r in rows})[:max_classes]
+    rows = [r for r in rows if ds.images[img[r]].class_index in classes]
+    x = emb["emb"][rows].float().numpy()
+    x = x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-8)
+    if method == "tsne" and len(rows) > 10:
+        from sklearn.manifold import TSNE
+
+        xy = TSNE(2, perplexity=min(30, len(rows) // 4), random_state=seed, init="pca").fit_transform(x)
+    else:
+        from sklearn.decomposition import PCA
+
+        xy = PCA(2, random_state=seed).fit_transform(x)
+    names = [ds.class_names.get(ds.classes[ds.images[img[r]].class_index], ds.classes[ds.images[img[r]].class_index])
+             for r in rows]
+    return pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "class": names})
+
+
+# ------------------------------------------------------------------------------------------------
+# generators (notebook 03)
+
+
+def test_utterance_rows(ds, n: int, seed: int, condition: str = "seen") -> list[int]:
+    """``n`` store rows of test utterances from distinct unseen classes (deterministic)."""
+    idx = ds.speech.index
+    rng = np.random.default_rng(seed)
+    rows = idx.index[(idx["split"] == "test") & (idx["condition"] == condition)].to_numpy()
+    by_class: dict[int, list[int]] = {}
+    for r in rows:
+        by_class.setdefault(ds.images[int(idx.at[r, "image_idx"])].class_index, []).append(int(r))
+    classes = sorted(by_class)
+    rng.shuffle(classes)
+    return [int(rng.choice(by_class[c])) for c in classes[:n]]
+
+
+def load_generator_for(paths: RunPaths, dataset: str, method: str, device: str = "cpu"):
+    from s2ilib.models.loading import GENERATOR_EMA, load_generator
+
+    path = paths.gan(dataset, registry.method(method).generator) / GENERATOR_EMA
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: generator {method!r} not trained; run notebook 03 with this "
+                                f"preset and these overrides")
+    return load_generator(path, device=device)
+
+
+def speech_embedding_rows(paths: RunPaths, dataset: str, kind: str, store_rows: list[int],
+                          method: str | None = None):
+    """Embeddings (len(rows), D) of store rows (speech encoders export rows in store order)."""
+    emb = load_embeddings(paths, dataset, kind, method)
+    return emb["emb"][list(store_rows)]
+
+
+def real_images_for_utterances(ds, rows: list[int], cfg: StudyConfig):
+    """uint8 (len(rows), 3, S, S): the real image each store row describes, as the generators see
+    it (their resolution; the bounding-box crop when ``cfg.gan.bbox_crop``)."""
+    image_idx = [int(ds.speech.index.at[r, "image_idx"]) for r in rows]
+    return load_images_uint8(ds, image_idx, gan_image_size(cfg), bbox_crop=cfg.gan.bbox_crop)
+
+
+def _speech_generator(paths: RunPaths, dataset: str, method: str, rows: list[int]):
+    spec = registry.method(method)
+    if spec.query != "speech":
+        raise registry.RegistryError(f"method {method!r} is not queried with speech embeddings")
+    dev = device_of(paths.cfg) if paths.cfg is not None else "cpu"
+    gen = load_generator_for(paths, dataset, method, dev)
+    return gen, speech_embedding_rows(paths, dataset, spec.encoder, rows, method)
+
+
+def images_for_utterances(ds, paths: RunPaths, method: str, rows: list[int], n: int = 8, seed: int = 0):
+    """For each store row: uint8 (n, 3, S, S) images from ``n`` noise draws (same noise per row)."""
+    from s2ilib.models.loading import generate
+
+    gen, cond = _speech_generator(paths, ds.name, method, rows)
+    return [generate(gen, c, n=n, seed=seed) for c in cond]
+
+
+def matched_vs_shuffled(ds, paths: RunPaths, method: str, rows: list[int], seed: int = 0):
+    """Same noise per column; row 0: matched speech, row 1: speech of another row (a derangement).
+
+    Returns (matched uint8 (k,3,S,S), shuffled uint8 (k,3,S,S), shuffled order).
+    """
+    from s2ilib.models.loading import generate
+
+    gen, cond = _speech_generator(paths, ds.name, method, rows)
+    order = np.roll(np.arange(len(rows)), 1)
+    return generate(gen, cond, seed=seed), generate(gen, cond[order], seed=seed), order
+
+
+def noise_vs_speech_variation(ds, paths: RunPaths, method: str, n_utterances: int = 20, n_noise: int = 8,
+                              seed: int = 0) -> dict[str, float]:
+    """How much a generator's images change with the noise for one utterance versus with the
+    utterance for one noise: mean per-pixel standard deviation (0-255 scale) over ``n_noise`` draws
+    and over ``n_utterances`` test utterances of distinct unseen classes. StackGAN-v2 intends the
+    noise to set pose and background; a small noise figure means the speech decides nearly all."""
+    import torch
+
+    rows = test_utterance_rows(ds, n_utterances, seed=seed)
+    images = torch.stack(images_for_utterances(ds, paths, method, rows, n=n_noise, seed=seed)).float()
+    return {"pixel_std_over_noise": float(images.std(1).mean()),
+            "pixel_std_over_speech": float(images.std(0).mean()),
+            "n_utterances": len(rows), "n_noise": n_noise}
+
+
+def inference_latency(gan_dir: Path, text: str, n: int = 8, repeats: int = 3, device: str = "auto") -> dict[str, Any]:
+    """Seconds from a spoken sentence's waveform to ``n`` images (median of ``repeats``) on ``device``."""
+    import time
+
+    from s2ilib.models.pipeline import SpeechToImage
+    from s2ilib.speech.tts import Voice, get_engine
+
+    t0 = time.time()
+    pipe = SpeechToImage(gan_dir, device=device)
+    load_s = time.time() - t0
+    wave = get_engine("espeak").synthesize(text, Voice(), sr=16000)
+    times = []
+    for k in range(repeats):
+        t = time.time()
+        pipe.from_wave(wave, n=n, seed=k)
+        times.append(time.time() - t)
+    return {"load_s": round(load_s, 3), "wave_to_images_s": round(float(np.median(times)), 4),
+            "n_images": n, "utterance_s": round(len(wave) / 16000, 2), "device": str(pipe.device)}
+
+
+def latency_sentence(dataset_kind: str) -> str:
+    """A spoken sentence typical of a dataset (``birds`` / ``flowers``) for the latency figure."""
+    if dataset_kind == "birds":
+        return "this bird has a red head and a white belly"
+    return "this flower has pink petals and a yellow center"
+
+
+# ------------------------------------------------------------------------------------------------
+# main results (notebook 04)
+
+
+def method_comparison_grid(examples: list[dict[str, Any]], methods, title: str, path=None):
+    """One row per method (+ the real image), one column per test utterance (same noise per column)."""
+    from s2ilib.study import plots
+
+    images, captions = [], []
+    order = ["real", *methods]
+    for m in order:
+        for k, ex in enumerate(examples):
+            images.append(ex["real"] if m == "real" else ex["images"][m])
+            label = m if k == 0 else ""
+            if m == "real":
+                label = f"real | {ex['text']}" if k == 0 else ex["text"]
+            elif registry.method(m).query == "asr":
+                label = f"{label} | asr: {ex.get('transcript', '')}".strip(" |")
+            captions.append(label)
+    return plots.image_grid(images, captions, ncols=len(examples), size=1.6, wrap=30, title=title, path=path)
