@@ -29,6 +29,7 @@ from s2ilib.core.io import seed_everything, torch_save_atomic
 from s2ilib.core.runkit import load_checkpoint
 
 IGNORE = -100  # target index of an attribute the ground truth does not give
+POOLS = ("mean", "attention")
 
 
 class AttributeReaderError(ValueError):
@@ -36,30 +37,50 @@ class AttributeReaderError(ValueError):
 
 
 class AttributeReader(nn.Module):
-    """Four stride-2 conv blocks (64 -> 4 pixels), global average pool, one linear head per attribute.
+    """Four stride-2 conv blocks (64 -> 4 pixels), a pooling, one linear head per attribute.
+
+    ``depth`` - 1 extra stride-1 conv blocks follow each stride-2 block (a wider receptive field, so
+    the reader can tell the head from the breast whichever way the bird faces). ``pool``: ``"mean"``
+    (global average) or ``"attention"`` (each attribute pools the last feature map with its own
+    learned spatial softmax: it can look at its part). The defaults are the original reader.
 
     ``forward(x)``: x (B, 3, S, S) float in [-1, 1], S = ``image_size`` -> {attribute: logits (B, n_values)}.
     """
 
-    def __init__(self, vocabulary: dict[str, list[str]], image_size: int = 64, width: int = 32):
+    def __init__(self, vocabulary: dict[str, list[str]], image_size: int = 64, width: int = 32,
+                 depth: int = 1, pool: str = "mean"):
         super().__init__()
         if not vocabulary:
             raise ValueError("AttributeReader: empty vocabulary")
+        if pool not in POOLS or depth < 1:
+            raise ValueError(f"AttributeReader: pool must be one of {POOLS} and depth >= 1, got {pool!r}, {depth}")
         self.vocabulary = {a: list(v) for a, v in vocabulary.items()}
         self.image_size = int(image_size)
         self.width = int(width)
+        self.depth = int(depth)
+        self.pool = pool
         chans = [3, width, 2 * width, 4 * width, 8 * width]
         blocks = []
         for cin, cout in zip(chans[:-1], chans[1:]):
             blocks += [nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(cout),
                        nn.LeakyReLU(0.2, inplace=True)]
+            for _ in range(self.depth - 1):
+                blocks += [nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+                           nn.LeakyReLU(0.2, inplace=True)]
         self.trunk = nn.Sequential(*blocks)
+        if pool == "attention":
+            self.attend = nn.Conv2d(chans[-1], len(self.vocabulary), 1)
         self.heads = nn.ModuleDict({a: nn.Linear(chans[-1], len(v)) for a, v in self.vocabulary.items()})
         self.report: dict[str, Any] = {}  # filled by train_attribute_reader, saved with the weights
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        h = self.trunk(x).mean(dim=(2, 3))
-        return {a: head(h) for a, head in self.heads.items()}
+        h = self.trunk(x)
+        if self.pool == "mean":
+            g = h.mean(dim=(2, 3))
+            return {a: head(g) for a, head in self.heads.items()}
+        w = self.attend(h).flatten(2).float().softmax(-1).to(h.dtype)  # (B, n_attr, HW)
+        pooled = torch.bmm(w, h.flatten(2).transpose(1, 2))  # (B, n_attr, C)
+        return {a: head(pooled[:, k]) for k, (a, head) in enumerate(self.heads.items())}
 
     def prepare(self, images_uint8: torch.Tensor, chunk: int = 256) -> torch.Tensor:
         """(B, 3, H, W) uint8 -> (B, 3, S, S) float in [-1, 1] (antialiased bilinear resize).
@@ -201,6 +222,7 @@ def save_attribute_reader(reader: AttributeReader, path: str | Path) -> Path:
     """Checkpoint with the vocabulary inside, so a reader file is self-describing."""
     return torch_save_atomic({"state_dict": reader.state_dict(), "vocabulary": reader.vocabulary,
                               "image_size": reader.image_size, "width": reader.width,
+                              "depth": reader.depth, "pool": reader.pool,
                               "report": getattr(reader, "report", {})}, path)
 
 
@@ -211,7 +233,8 @@ def load_attribute_reader(path: str | Path) -> AttributeReader:
     blob = load_checkpoint(path, AttributeReaderError, ("state_dict", "vocabulary", "image_size", "width"),
                            what="attribute reader", remedy="if an older s2ilib wrote it, delete it: it is retrained")
     try:
-        reader = AttributeReader(blob["vocabulary"], blob["image_size"], blob["width"])
+        reader = AttributeReader(blob["vocabulary"], blob["image_size"], blob["width"],
+                                 int(blob.get("depth", 1)), str(blob.get("pool", "mean")))
         reader.load_state_dict(blob["state_dict"])
     except (RuntimeError, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise AttributeReaderError(f"{path}: attribute reader weights do not fit "
@@ -285,3 +308,9 @@ def shuffled_attribute_accuracy(reader: AttributeReader, images_uint8: torch.Ten
     scores = torch.tensor([mention_accuracy(read, shuffled_mentions(mentioned, seed + r))["accuracy"]
                            for r in range(repeats)])
     return float(scores.mean()), float(scores.std(unbiased=False))
+
+
+# ------------------------------------------------------------------------------------------------
+# a reader trained on freshly rendered images (ceiling near 1, robust to blur and noise)
+
+
