@@ -16,6 +16,7 @@ import torch
 
 from s2ilib.core import registry
 from s2ilib.evaluation import cli as CLI
+from s2ilib.evaluation import items as IT
 from s2ilib.evaluation import main as EV
 from s2ilib.evaluation import metrics as M
 from s2ilib.evaluation import queries as Q
@@ -146,7 +147,18 @@ def test_real_images_score_well_and_noise_badly(built, reader):
     assert good["r_precision"] == 1.0 and good["r_precision_candidates"] == 5
     assert bad["r_precision"] < 0.7
     assert 1.0 <= good["is"] <= 2.0 + 1e-6  # two test classes
-    assert set(tim) >= {"generate", "inception", "teacher", "fid", "kid", "is", "r_precision"}
+    assert set(tim) >= {"generate", "inception", "teacher", "fid_kid", "is", "r_precision", "intervals"}
+    # intervals over test images around each per-item mean; FID / KID at a recorded n
+    lo, hi = good["r_precision_ci"]
+    assert lo <= good["r_precision"] <= hi and good["r_precision_n"] == len(q)
+    assert good["r_precision_n_groups"] == len(ds.split("test")) and good["r_precision_chance"] == 1 / 5
+    assert bad["attr_acc_ci"][0] <= bad["attr_acc"] <= bad["attr_acc_ci"][1] and bad["attr_acc_n"] == len(q)
+    assert good["fid_n"] == len(q) and good["kid_n"] == min(len(q), good["n_real"])
+    assert good["kid_ci"][0] <= good["kid"] <= good["kid_ci"][1]
+    # a fixed subset of N images for FID and of rprec_n for R-precision (NaN items elsewhere)
+    sub, _, items = SC.score_images(lambda s, e: real_imgs[s:e], len(q), dataclasses.replace(ctx, fid_n=6, rprec_n=5),
+                                    judges={"r_precision": judge}, image_labels=labels)
+    assert sub["fid_n"] == 6 and sub["r_precision_n"] == 5 and np.isfinite(items["r_precision"]).sum() == 5
     # Attribute accuracy: real training images (the reader's own classes, so it reads them well) with
     # the mentions of their captions, against shuffled mentions and against noise images.
     train_q = [(i, c) for i in ds.split("train") for c in range(len(ds.images[i].captions))]
@@ -173,7 +185,7 @@ def test_tables_and_markdown(tmp_path):
                       "n_real": 10},
            "is_head": {"holdout_accuracy": 1.0, "n_holdout": 4}, "timings": {"total_s": 1.0}}
     df = T.main_table_long({"synth-birds": res, "synth-flowers": res})
-    assert list(df.columns) == ["dataset", "method", "condition", "metric", "value", "n_images"]
+    assert list(df.columns) == ["dataset", "method", "condition", "metric", "value", "low", "high", "n", "n_images"]
     assert len(df) == 2 * (7 + 4)  # 7 method metrics + 4 references per dataset
     assert df.query("dataset == 'synth-birds' and method == 'one_stage' and condition == 'unseen' "
                     "and metric == 'fid'")["n_images"].item() == 8
@@ -268,11 +280,37 @@ def test_run_main_evaluation_end_to_end(built, reader):
             assert m["fid"] >= 0 and 0 <= m["attr_acc"] <= 1 and 0 <= m["r_precision"] <= 1, (method, cond, m)
     assert res["one_stage"]["seen"]["n_images"] == n_seen
     assert "r_precision_speech" in res["text"]["groundtruth_text"]
-    # two_stage: WER of the stub ASR (one deleted word per caption) recorded per condition
-    words = np.array([len(t.split()) for t in seen_q["text"]])
+    # every (method, condition): attr_acc and r_precision with a 95% interval over test images and n;
+    # FID / KID at a recorded N, KID with its interval, the half-size FID beside the real-vs-real floor
+    for method in registry.method_names():
+        for cond, m in res[method].items():
+            for metric in ("attr_acc", "r_precision"):
+                lo, hi = m[f"{metric}_ci"]
+                assert lo <= m[metric] <= hi and m[f"{metric}_n"] >= 2 and m[f"{metric}_n_groups"] >= 2
+            assert m["fid_n"] == min(m["n_images"], ev.fid_n or m["n_images"]) and m["fid_half_n"] >= 2
+            assert m["kid_ci"][0] <= m["kid"] <= m["kid_ci"][1]
+    floor = res["fid_floor"]
+    assert floor["n_a"] + floor["n_b"] == len(ds.split("test")) and floor["fid"] >= 0
+    # per-item scores next to main.json, pairable by query id
+    items = EV.load_items(paths.eval(ds.name))
+    assert set(items) == {f"{m}/{c}" for m in registry.method_names() for c in res[m]}
+    one = items["one_stage/seen"]
+    assert len(one["query_id"]) == n_seen and np.nanmean(one["attr_acc"]) == pytest.approx(res["one_stage"]["seen"]["attr_acc"])
+    self_diff = EV.paired_comparison(one, one, "attr_acc")
+    assert (self_diff["estimate"], self_diff["low"], self_diff["high"], self_diff["p_value"]) == (0.0, 0.0, 0.0, 1.0)
+    vs_text = EV.paired_comparison(one, items["text/groundtruth_text"], "attr_acc")
+    assert vs_text["n"] == np.isfinite(one["attr_acc"]).sum()  # the same (image, caption) pairs
+    assert EV.paired_comparison(one, items["two_stage/seen"], "attr_acc")["n"] <= len(items["two_stage/seen"]["query_id"])
+    # two_stage: WER of the stub ASR (one deleted word per caption) recorded per condition, on a
+    # fixed subset of eval.asr_max_queries of the other methods' queries
+    asr_q = EV.method_queries(ds, "two_stage", "seen", ev, cfg.seed)
+    assert len(asr_q) == min(ev.asr_max_queries or n_seen, n_seen) == res["two_stage"]["seen"]["n_images"]
+    assert set(asr_q["utt_id"]) <= set(seen_q["utt_id"])
+    words = np.array([len(t.split()) for t in asr_q["text"]])
     assert res["asr"]["wer"]["seen"] == pytest.approx(len(words) / words.sum(), rel=1e-6)
     assert res["two_stage"]["unseen"]["wer"] == res["asr"]["wer"]["unseen"] > 0
-    assert asr.calls == n_seen + res["two_stage"]["unseen"]["n_images"]
+    n_asr = len(asr_q) + res["two_stage"]["unseen"]["n_images"]
+    assert asr.calls == n_asr
     assert (paths.eval(ds.name) / "transcripts_seen.csv").is_file()
     # The reader's reference is read from the real test images in the generators' view (the crops).
     # (Whether a reader generalises to unseen classes is not testable with four training classes'
@@ -283,19 +321,23 @@ def test_run_main_evaluation_end_to_end(built, reader):
     read = AR.read_attributes(reader, load_images_uint8(ds, test, SIZE, bbox_crop=True))
     pairs = [(r, m) for r, i in zip(read, test) for m in ds.images[i].caption_attributes]
     expect = AR.mention_accuracy([r for r, _ in pairs], [m for _, m in pairs])
-    assert res["reader"]["real_test_attr_acc"] == pytest.approx(expect["accuracy"])
+    per_caption = IT.mention_scores([r for r, _ in pairs], [m for _, m in pairs])
+    assert res["reader"]["real_test_attr_acc"] == pytest.approx(np.nanmean(per_caption))
+    assert res["reader"]["real_test_attr_acc_micro"] == pytest.approx(expect["accuracy"])
     assert res["reader"]["real_test_n_mentions"] == expect["n_mentions"]
+    lo, hi = res["reader"]["real_test_attr_acc_ci"]
+    assert lo <= res["reader"]["real_test_attr_acc"] <= hi
     assert 0 <= res["reader"]["real_test_attr_acc_shuffled"] <= 1
     assert res["is_head"]["n_classes"] == 2
     # Real references use the generators' image view (smoke trains on bounding-box crops).
     assert res["bbox_crop"] is cfg.gan.bbox_crop is True and res["is_head"]["bbox_crop"] is True
-    assert list(paths.eval(ds.name).glob("synth-birds_bboxcrop__test__*.pt"))
+    assert list(paths.eval(ds.name).glob("synth-birds_bboxcrop*__test__*.pt"))
     per1k = res["timings"]["per_1000_images"]
     assert per1k["inception"] > 0 and per1k["asr"] > 0
     # Rerun: cache hit (no image is scored, no utterance transcribed)
     calls = teacher.calls
     again = EV.run_main_evaluation(ds, cfg, paths, progress=False, teacher=teacher, transcriber=asr, speak=speak)
-    assert again == res and teacher.calls == calls and asr.calls == n_seen + res["two_stage"]["unseen"]["n_images"]
+    assert again == res and teacher.calls == calls and asr.calls == n_asr
     df = EV.main_table_long({ds.name: res})
     assert set(df["method"]) == {*registry.method_names(), "real"} and df["value"].notna().all()
     # Side-by-side rows: every method's image for the same utterances (transcripts from the cache)
@@ -324,6 +366,7 @@ def test_notebook_names_stay_on_evaluation_main():
 
     assert EV.main_table_long is T.main_table_long and EV.main_table_wide is T.main_table_wide
     assert EV.write_tables is T.write_tables and EV.example_rows is EX.example_rows
+    assert EV.main_table_intervals is T.main_table_intervals and EV.paired_comparison is IT.paired_comparison
     assert callable(EV.run_main_evaluation)
 
 

@@ -42,46 +42,106 @@ def _emb(n_images: int, dim: int = 4, seed: int = 0, condition: str = "seen"):
 
 
 def _main(changes=None):
-    res = {"one_stage": {"seen": {"fid": 10.0, "attr_acc": 0.8, "attr_acc_shuffled": 0.3}, "unseen": {"fid": 11.0}},
-           "two_stage": {"seen": {"fid": 20.0, "attr_acc": 0.5}},
-           "classifier": {"seen": {"fid": 5.0, "attr_acc": 0.9}},
-           "text": {registry.TEXT_CONDITION: {"fid": 9.0}}}
+    """A constructed main table: KID intervals and per-cell values whose claims have known verdicts."""
+    T = registry.TEXT_CONDITION
+    res = {"one_stage": {"seen": {"fid": 10.0, "fid_n": 400, "fid_half": 30.0, "fid_half_n": 200,
+                                  "kid": 0.010, "kid_ci": [0.008, 0.012], "kid_n": 400,
+                                  "attr_acc": 0.6, "attr_acc_ci": [0.58, 0.62], "attr_acc_n": 400,
+                                  "attr_acc_shuffled": 0.3, "r_precision": 0.3, "r_precision_ci": [0.25, 0.35],
+                                  "r_precision_n": 400, "r_precision_chance": 0.01},
+                         "unseen": {"fid": 11.0, "kid": 0.030, "kid_ci": [0.028, 0.032], "kid_n": 400,
+                                    "attr_acc": 0.55, "attr_acc_ci": [0.53, 0.57]}},
+           "two_stage": {"seen": {"fid": 20.0, "kid": 0.030, "kid_ci": [0.025, 0.035], "kid_n": 400,
+                                  "attr_acc": 0.4, "attr_acc_ci": [0.38, 0.42]}},
+           "classifier": {"seen": {"fid": 5.0, "kid": 0.005, "kid_ci": [0.004, 0.006], "kid_n": 400,
+                                   "attr_acc": 0.8, "attr_acc_ci": [0.78, 0.82]}},
+           "text": {T: {"fid": 9.0, "kid": 0.0105, "kid_ci": [0.0085, 0.0125], "kid_n": 400,
+                        "attr_acc": 0.61, "attr_acc_ci": [0.59, 0.63]}},
+           "fid_floor": {"fid": 25.0, "kid": 0.0001, "n_b": 200}}
     for (method, cond, metric), v in (changes or {}).items():
         res[method][cond][metric] = v
     return res
 
 
-def test_paper_claims_on_known_numbers():
-    claims = report.paper_claims({"d": _main()})
-    got = dict(zip(claims["claim"], claims["holds"]))
-    assert got == {
-        "one-stage FID below two-stage FID": True,  # 10 < 20
-        "one-stage FID below classifier-based FID": False,  # 10 > 5
-        "one-stage FID close to text upper bound (within 20%)": True,  # |10 - 9| <= 1.8
-        "one-stage attribute accuracy above two-stage": True,
-        "one-stage attribute accuracy above classifier-based": False,
-        "one-stage attribute accuracy above the shuffled-speech floor": True,
-        "one-stage unseen voices within 20% of seen voices (FID)": True,  # |11 - 10| <= 2
-    }
-    assert list(claims.columns) == ["dataset", "claim", "metric", "ours", "other", "rule", "holds", "verdict"]
-    row = claims.iloc[0]
-    assert (row["dataset"], row["ours"], row["other"], row["verdict"]) == ("d", 10.0, 20.0, "holds")
-    assert set(claims["verdict"]) == {"holds", "does not hold"}
+def _items():
+    """Per-item scores of 100 test images x 4 captions with known paired differences."""
+    rng = np.random.default_rng(0)
+    img = np.repeat(np.arange(100), 4)
+    qid = [f"{i}/{c}/0" for i, c in zip(img, np.tile(np.arange(4), 100))]
+    base = rng.uniform(0.3, 0.9, img.size)
+    col = lambda acc, **kw: {"query_id": qid, "image_idx": img, "attr_acc": acc, **kw}
+    return {"one_stage/seen": col(base, attr_acc_shuffled=base - 0.3 + rng.normal(0, 0.05, img.size),
+                                  r_precision=(rng.uniform(size=img.size) < 0.3).astype(float)),
+            "one_stage/unseen": col(base - 0.05 + rng.normal(0, 0.02, img.size)),  # straddles -0.05
+            "two_stage/seen": col(base - 0.2 + rng.normal(0, 0.05, img.size)),
+            "classifier/seen": col(base + 0.2 + rng.normal(0, 0.05, img.size)),
+            f"text/{registry.TEXT_CONDITION}": col(base + rng.normal(0, 0.02, img.size))}
+
+
+EXPECTED = {
+    "one-stage KID below two-stage KID": "holds",  # 0.010 +- 0.002 vs 0.030 +- 0.005
+    "one-stage KID below classifier-based KID": "fails",  # vs 0.005 +- 0.001
+    "one-stage KID close to text upper bound (within 20%)": "undecided",  # diff -0.0005 +- 0.0028, margin 0.0021
+    "one-stage unseen voices close to seen voices (KID within 20%)": "fails",  # diff 0.02 +- 0.0045, margin 0.002
+    "one-stage attribute accuracy above two-stage": "holds",  # paired +0.2
+    "one-stage attribute accuracy above classifier-based": "fails",  # paired -0.2
+    "one-stage attribute accuracy above the shuffled-speech floor": "holds",  # paired +0.3
+    "one-stage attribute accuracy close to text upper bound (within 0.05)": "holds",  # paired 0 +- 0.005
+    "one-stage unseen voices close to seen voices (attribute accuracy within 0.05)": "undecided",  # -0.05 +- small
+    "one-stage R-precision above chance": "holds",  # 0.3 vs 0.01
+}
+
+
+def test_paper_claims_verdicts_from_intervals():
+    claims = report.paper_claims({"d": _main()}, {"d": _items()})
+    assert dict(zip(claims["claim"], claims["verdict"])) == EXPECTED
+    assert list(claims.columns) == report.CLAIM_COLUMNS
+    for col in ("estimate", "low", "high", "p_value", "n", "verdict"):
+        assert col in claims.columns
+    rows = claims.set_index("claim")
+    two = rows.loc["one-stage attribute accuracy above two-stage"]
+    assert two["comparison"] == "paired" and two["n"] == 400 and two["n_groups"] == 100
+    assert two["low"] <= two["estimate"] <= two["high"] and two["p_value"] < 0.001
+    assert two["estimate"] == pytest.approx(0.2, abs=0.02)
+    kid = rows.loc["one-stage KID below two-stage KID"]
+    assert kid["comparison"] == "unpaired (KID subsets)" and "floor FID 25.0" in kid["note"]
+    assert rows.loc["one-stage KID close to text upper bound (within 20%)"]["margin"] == pytest.approx(0.0021)
     line = report.claims_summary(claims)["d"]
-    assert "Does not hold: one-stage FID below classifier-based FID;" in line
+    assert "fails: one-stage KID below classifier-based KID;" in line and "undecided:" in line
 
 
-def test_paper_claims_missing_or_non_finite_numbers_are_not_measured():
-    res = _main({("text", registry.TEXT_CONDITION, "fid"): float("nan"), ("one_stage", "unseen", "fid"): None})
+def test_claims_without_per_item_scores_use_the_stored_intervals():
+    rows = {r["claim"]: r for r in report.claim_rows(_main())}
+    r = rows["one-stage attribute accuracy above two-stage"]
+    assert r["comparison"] == "unpaired (no per-item scores)" and r["verdict"] == "holds"
+    assert rows["one-stage R-precision above chance"]["comparison"] == "interval vs chance"
+    assert rows["one-stage R-precision above chance"]["verdict"] == "holds"
+
+
+def test_claims_with_missing_numbers_are_undecided():
+    res = _main({("text", registry.TEXT_CONDITION, "kid"): float("nan"), ("one_stage", "unseen", "kid_ci"): None})
     del res["two_stage"]
     rows = {r["claim"]: r for r in report.claim_rows(res)}
-    for claim in ("one-stage FID below two-stage FID", "one-stage FID close to text upper bound (within 20%)",
-                  "one-stage unseen voices within 20% of seen voices (FID)"):
-        assert rows[claim]["holds"] is None and rows[claim]["verdict"] == "not measured"
-    assert rows["one-stage FID below classifier-based FID"]["holds"] is False
-    assert report.judge(10.0, 12.0, "close") is True and report.judge(10.0, 12.6, "close") is False
-    with pytest.raises(ValueError, match="unknown rule"):
-        report.judge(1.0, 2.0, "bigger")
+    for claim in ("one-stage KID below two-stage KID", "one-stage KID close to text upper bound (within 20%)",
+                  "one-stage unseen voices close to seen voices (KID within 20%)",
+                  "one-stage attribute accuracy above two-stage"):
+        assert rows[claim]["verdict"] == "undecided" and rows[claim]["comparison"] == "not measured", claim
+    assert rows["one-stage KID below classifier-based KID"]["verdict"] == "fails"
+
+
+def test_claim_rules_on_edge_cases():
+    items = _items()
+    same = {**items, "two_stage/seen": items["one_stage/seen"]}  # a method against itself: exactly 0
+    r = {x["claim"]: x for x in report.claim_rows(_main(), same)}["one-stage attribute accuracy above two-stage"]
+    assert (r["estimate"], r["low"], r["high"], r["p_value"], r["verdict"]) == (0.0, 0.0, 0.0, 1.0, "undecided")
+    never = {**items, "one_stage/seen": {**items["one_stage/seen"],
+                                         "r_precision": np.zeros(len(items["one_stage/seen"]["query_id"]))}}
+    r = {x["claim"]: x for x in report.claim_rows(_main(), never)}["one-stage R-precision above chance"]
+    assert r["verdict"] == "fails" and r["estimate"] == pytest.approx(-0.01)
+    assert report.margin_verdict(-0.01, 0.02, 0.05) == "holds"
+    assert report.margin_verdict(0.06, 0.1, 0.05) == "fails" and report.margin_verdict(-0.2, -0.06, 0.05) == "fails"
+    assert report.margin_verdict(0.01, 0.07, 0.05) == "undecided"
+    assert report.margin_verdict(float("nan"), 0.0, 0.05) == "undecided"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -247,3 +307,57 @@ def test_every_stage_passes_the_configs_device(tmp_path, monkeypatch):
         with pytest.raises(DeviceError, match="no CUDA"):
             study.train_encoder_stage(ds, "speech_ts", gpu, RunPaths.create(tmp_path / "r2", tmp_path / "rep2", gpu),
                                       feats, progress=False)
+
+
+# ------------------------------------------------------------------------------------------------
+# where the information goes
+
+
+class AttrDataset:
+    """40 train + 20 test images; 'head' is a colour in {red, blue, green}, 'tail' in {long, short};
+    2 captions per image, the first mentions both attributes, the second only the head."""
+
+    name, kind = "attr", "birds"
+    vocabulary = {"head": ["red", "blue", "green"], "tail": ["long", "short"]}
+
+    def __init__(self, seed=0):
+        rng = np.random.default_rng(seed)
+        self.images = []
+        for k in range(60):
+            attrs = {"head": str(rng.choice(self.vocabulary["head"])), "tail": str(rng.choice(self.vocabulary["tail"]))}
+            self.images.append(SimpleNamespace(split="train" if k < 40 else "test", attributes=attrs,
+                                               caption_attributes=[dict(attrs), {"head": attrs["head"]}]))
+
+    def split(self, name):
+        return [i for i, r in enumerate(self.images) if r.split == name]
+
+
+def test_attribute_information_table_on_known_features():
+    ds = AttrDataset()
+    rng = np.random.default_rng(1)
+    onehot = lambda a, v: np.eye(len(ds.vocabulary[a]))[ds.vocabulary[a].index(v)]
+    # teacher features: the head colour linearly, the tail not at all (noise)
+    teacher = np.stack([np.concatenate([3 * onehot("head", r.attributes["head"]), rng.normal(size=6)])
+                        for r in ds.images]).astype(np.float32)
+    # a caption embedding that carries both mentioned values, one that carries nothing
+    rows = [(i, c) for i in range(60) for c in range(2)]
+    full = np.stack([np.concatenate([onehot("head", ds.images[i].attributes["head"]),
+                                     onehot("tail", ds.images[i].attributes["tail"])]) for i, _ in rows])
+    emb = lambda x: {"emb": torch.tensor(x, dtype=torch.float32), "image_idx": torch.tensor([i for i, _ in rows]),
+                     "caption_idx": torch.tensor([c for _, c in rows]), "condition": ["seen"] * len(rows)}
+    embs = {"good": emb(full + 0.05 * rng.normal(size=full.shape)), "noise": emb(rng.normal(size=(len(rows), 5)))}
+    test = ds.split("test")
+    items = {"gen/seen": {"query_id": [f"{i}/0/0" for i in test], "image_idx": np.array(test),
+                          "hit_head": np.ones(len(test)), "hit_tail": np.r_[np.zeros(10), np.full(10, np.nan)]}}
+    table = analysis.attribute_information_table(ds, torch.tensor(teacher)[:, None], embs, items, seed=0)
+    t = table.set_index("source")
+    assert list(table["stage"].str[:3]) == ["(a)", "(b)", "(b)", "(c)"]
+    assert t.loc["teacher", "head"] == 1.0 and t.loc["teacher", "tail"] < 0.8
+    assert t.loc["good", "head"] == 1.0 and t.loc["good", "tail"] == 1.0 and t.loc["good", "mean"] == 1.0
+    assert t.loc["noise", "head"] < 0.8
+    assert t.loc["gen/seen", "head"] == 1.0 and t.loc["gen/seen", "tail"] == 0.0
+    assert t.loc["gen/seen", "mean"] == 0.5 and t.loc["gen/seen", "pooled"] == pytest.approx(20 / 30)
+    assert t.loc["gen/seen", "n"] == 30 and t.loc["gen/seen", "n_test_images"] == 20
+    assert t.loc["good", "n"] == 60  # test captions: 20 x (head + tail) + 20 x head
+    for src in ("teacher", "noise", "gen/seen"):
+        assert t.loc[src, "low"] <= t.loc[src, "pooled"] <= t.loc[src, "high"]

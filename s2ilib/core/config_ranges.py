@@ -132,6 +132,9 @@ RANGES: dict[str, Range] = {
     "eval.is_head_epochs": _ge(1),
     "eval.rprec_candidates": _ge(2, "the true caption and at least one other"),
     "eval.max_eval_images": _ge(0, "0: every test image"),
+    "eval.fid_n": _ge(0, "0: every generated image"),
+    "eval.rprec_n": _ge(0, "0: every generated image"),
+    "eval.asr_max_queries": _ge(0, "0: every query"),
 }
 
 

@@ -124,19 +124,27 @@ def _batches(images: torch.Tensor | Iterable[torch.Tensor], batch_size: int) -> 
 
 def inception_features(images_uint8: torch.Tensor | Iterable[torch.Tensor], batch_size: int = 32,
                        progress: bool = True, image_size: int = STANDARD_FID_SIZE,
-                       model: FIDInception | None = None, device: str = "cpu") -> torch.Tensor:
+                       model: FIDInception | None = None, device: str = "cpu", fast: bool = False) -> torch.Tensor:
     """Pool3 features of uint8 images.
 
     ``images_uint8``: (N, 3, H, W) uint8, or an iterable of such batches (to stream a large set).
     Returns (N, 2048) float32 on the CPU. About 0.2 s/image at 299 on 2 CPU cores (0.23 CPU-s/image).
+    ``fast``: the network under bfloat16 autocast with channels-last inputs: FID within 0.1% of
+    float32 on the same images (tests/test_metrics.py), ~2x faster on a CPU with AMX /
+    AVX512-BF16 (0.18 vs 0.35-0.42 s/image measured on 2 busy cores; bf16 alone 0.25, channels-last
+    alone 0.23); real and generated features must come from the same path (``cfg.eval.fid_bf16``).
     """
     model = model or _shared_inception(int(image_size), device)
     total = len(images_uint8) if isinstance(images_uint8, torch.Tensor) else None
+    dev_type = torch.device(device).type
     out = []
     with torch.inference_mode(), tqdm(total=total, desc="inception", unit="img", disable=not progress) as bar:
         for batch in _batches(images_uint8, batch_size):
             x = model.preprocess(batch).to(device)
-            out.append(model(x).float().cpu())
+            if fast:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(dev_type, dtype=torch.bfloat16, enabled=fast):
+                out.append(model(x).float().cpu())
             bar.update(len(batch))
     if not out:
         raise ValueError("inception_features: no images given")
@@ -244,20 +252,99 @@ def kid_from_features(real_feats: torch.Tensor, fake_feats: torch.Tensor, subset
     """Kernel Inception Distance (cubic polynomial kernel MMD^2): (mean, std) over random subsets.
 
     ``subset_size`` is capped at the smaller set size (KID is unbiased, so small subsets are fine).
+    The same subsets and the same estimator as ``torchmetrics.image.kid.KernelInceptionDistance``
+    (tested), but the three kernel matrices are computed once over the whole sets (float64) and
+    indexed per subset, instead of being recomputed for every subset (~15x faster at 100 subsets).
     """
-    from torchmetrics.image.kid import KernelInceptionDistance
-
     _check_pair(real_feats, fake_feats, "kid_from_features")
     subset_size = int(min(subset_size, len(real_feats), len(fake_feats)))
     if subset_size < 2:
         raise ValueError("kid_from_features: at least 2 real and 2 fake samples are needed")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "stores all features" notice
-        metric = KernelInceptionDistance(feature=_Precomputed(real_feats.shape[1]), subsets=subsets,
-                                         subset_size=subset_size)
-    metric.update(real_feats.double(), real=True)
-    metric.update(fake_feats.double(), real=False)
-    with torch.random.fork_rng():  # torchmetrics draws subsets from the global generator
+    x, y = real_feats.double(), fake_feats.double()
+    gamma = 1.0 / x.shape[1]
+    k_xx, k_yy, k_xy = ((a @ b.T * gamma + 1.0) ** 3 for a, b in ((x, x), (y, y), (x, y)))
+    m = subset_size
+    scores = []
+    with torch.random.fork_rng():  # torchmetrics' draws: randperm of each set from the global generator
         torch.manual_seed(seed)
-        mean, std = metric.compute()
-    return float(mean), float(std)
+        for _ in range(subsets):
+            r = torch.randperm(len(x))[:m]
+            f = torch.randperm(len(y))[:m]
+            kxx, kyy, kxy = k_xx[r][:, r], k_yy[f][:, f], k_xy[r][:, f]
+            value = ((kxx.sum() - kxx.diagonal().sum()) + (kyy.sum() - kyy.diagonal().sum())) / (m * (m - 1))
+            scores.append(value - 2 * kxy.sum() / m ** 2)
+    scores = torch.stack(scores)
+    return float(scores.mean()), float(scores.std(unbiased=False))
+
+
+# ---------------------------------------------------------------------------------------------
+# FID / KID at a fixed N, with the real-vs-real floor
+# ---------------------------------------------------------------------------------------------
+def stratified_halves(labels, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two disjoint halves of the real test images (indices into ``labels``), stratified by class:
+    each class's images are shuffled (seeded) and dealt alternately, the odd one of a class going to
+    the half that is smaller so far. Returns (half_a, half_b), each sorted; sizes differ by <= 1."""
+    import numpy as np
+
+    lab = np.asarray(labels)
+    rng = np.random.default_rng([int(seed), 17])
+    a, b = [], []
+    for c in np.unique(lab):
+        idx = rng.permutation(np.flatnonzero(lab == c))
+        first, second = (a, b) if len(a) <= len(b) else (b, a)
+        first.extend(idx[0::2].tolist())
+        second.extend(idx[1::2].tolist())
+    return torch.tensor(sorted(a), dtype=torch.long), torch.tensor(sorted(b), dtype=torch.long)
+
+
+def kid_with_interval(real_feats: torch.Tensor, fake_feats: torch.Tensor, subsets: int = 100,
+                      seed: int = 0) -> dict[str, Any]:
+    """KID with its 95% interval (:func:`s2ilib.evaluation.stats.kid_interval`): subsets of
+    m = n / 2 (n = the smaller set), so that the spread over subsets can be rescaled to the
+    full-set estimate. Returns {kid, kid_std, kid_ci: [low, high], kid_subset, kid_n}."""
+    from s2ilib.evaluation.stats import kid_interval
+
+    n = int(min(len(real_feats), len(fake_feats)))
+    m = max(2, n // 2)
+    mean, std = kid_from_features(real_feats, fake_feats, subset_size=m, subsets=subsets, seed=seed)
+    if m < n:
+        ci = kid_interval(mean, std, subset_size=m, n=n)
+        low, high = ci.low, ci.high
+    else:  # too few samples for an interval
+        low = high = float("nan")
+    return {"kid": mean, "kid_std": std, "kid_ci": [low, high], "kid_subset": m, "kid_n": n}
+
+
+def real_floor(real_feats: torch.Tensor, halves: tuple[torch.Tensor, torch.Tensor], seed: int = 0) -> dict[str, Any]:
+    """The real-vs-real floor: FID and KID (with interval) between the two disjoint halves of the
+    real test images (:func:`stratified_halves`), n = half the real images. A generator whose
+    ``fid_half`` (same n, against half A) sits near this value cannot be told from real images by
+    FID at this sample size."""
+    a, b = real_feats[halves[0]], real_feats[halves[1]]
+    kid = kid_with_interval(a, b, seed=seed)
+    return {"fid": frechet_distance(a, b), "n_a": len(a), "n_b": len(b),
+            **{k: v for k, v in kid.items()}}
+
+
+def fid_kid_at_n(real_feats: torch.Tensor, fake_feats: torch.Tensor,
+                 halves: tuple[torch.Tensor, torch.Tensor] | None = None, seed: int = 0) -> dict[str, Any]:
+    """The FID / KID numbers of one (method, condition) from ``fake_feats`` (its fixed subset of
+    N generated images, in a random order):
+
+    * ``fid``, ``kid`` (+ ``kid_ci``, ``kid_std``): all N against every real test image
+      (``fid_n`` = N, ``n_real``);
+    * with ``halves``: ``fid_half``, ``kid_half`` (+ ``kid_half_ci``): the first ``len(half_b)``
+      generated images against real half A -- the same n and the same reference as the
+      real-vs-real floor (:func:`real_floor`), so the two read side by side (``fid_half_n``)."""
+    out: dict[str, Any] = {"fid": frechet_distance(real_feats, fake_feats), "fid_n": len(fake_feats),
+                           "n_real": len(real_feats)}
+    out.update(kid_with_interval(real_feats, fake_feats, seed=seed))
+    if halves is not None:
+        ref, n_half = real_feats[halves[0]], len(halves[1])
+        if len(fake_feats) >= 2 and n_half >= 2:
+            fake = fake_feats[:n_half]
+            out["fid_half"] = frechet_distance(ref, fake)
+            out["fid_half_n"] = len(fake)
+            kid = kid_with_interval(ref, fake, seed=seed)
+            out.update({"kid_half": kid["kid"], "kid_half_ci": kid["kid_ci"], "kid_half_n": kid["kid_n"]})
+    return out

@@ -26,18 +26,23 @@ def _keys_hash(ds, indices: Iterable[int]) -> str:
 
 
 def real_test_features(ds, paths, size: int, fid_size: int, progress: bool = True, device: str = "cpu",
-                       load_images: Callable | None = None, bbox_crop: bool = False) -> torch.Tensor:
+                       load_images: Callable | None = None, bbox_crop: bool = False,
+                       fast: bool = False) -> torch.Tensor:
     """FID Inception features (n_test, 2048) of the real test images at ``size`` px, cached in eval/;
-    ``bbox_crop``: of their bounding-box crops (the view the generators were trained on)."""
+    ``bbox_crop``: of their bounding-box crops (the view the generators were trained on); ``fast``:
+    through the bfloat16 / channels-last Inception (``cfg.eval.fid_bf16``), cached apart."""
     from s2ilib.evaluation import metrics
 
     load_images = load_images or functools.partial(load_images_view, bbox_crop=bbox_crop)
     test = ds.split("test")
-    path = metrics.real_features_path(paths.eval(ds.name), ds.name + _view_suffix(bbox_crop), "test", size, fid_size)
+    tag = ds.name + _view_suffix(bbox_crop) + ("_bf16" if fast else "")
+    path = metrics.real_features_path(paths.eval(ds.name), tag, "test", size, fid_size)
     meta = {"n_images": len(test), "keys_hash": _keys_hash(ds, test), "version": CACHE_VERSION,
             "bbox_crop": bbox_crop}
+    if fast:
+        meta["fast"] = True
     compute = lambda: metrics.inception_features(_chunks(lambda s, e: load_images(ds, test[s:e], size), len(test), 64),
-                                                 image_size=fid_size, progress=progress, device=device)
+                                                 image_size=fid_size, progress=progress, device=device, fast=fast)
     return metrics.cached_real_features(path, compute, meta)
 
 
@@ -118,24 +123,33 @@ def reader_for(ds, paths, size: int, epochs: int, seed: int, progress: bool = Tr
 def reader_reference(ds, reader, size: int, seed: int, load_images: Callable | None = None,
                      bbox_crop: bool = False) -> dict[str, Any]:
     """Ceilings of the attribute metric: the reader's held-out accuracy (training classes) and its
-    mention accuracy on the real test images against each of their captions (+ shuffled floor)."""
+    attribute accuracy on the real test images against each of their captions (+ shuffled floor),
+    scored as the generated images are (mean over (image, caption) pairs of the share of the
+    caption's mentions read, :func:`s2ilib.evaluation.items.mention_scores`), with its 95% interval
+    over test images (``real_test_attr_acc_ci``)."""
     from s2ilib.evaluation import attribute_reader as AR
+    from s2ilib.evaluation import items as IT
 
     load_images = load_images or functools.partial(load_images_view, bbox_crop=bbox_crop)
     test = ds.split("test")
     read = AR.read_attributes(reader, load_images(ds, test, size))
-    reads, mentions = [], []
+    reads, mentions, groups = [], [], []
     for r, i in zip(read, test):
         for m in ds.images[i].caption_attributes:
             reads.append(r)
             mentions.append(m)
+            groups.append(int(i))
     real = AR.mention_accuracy(reads, mentions)
-    floor = [AR.mention_accuracy(reads, AR.shuffled_mentions(mentions, seed + k))["accuracy"]
+    scores = IT.mention_scores(reads, mentions)
+    floor = [float(np.nanmean(IT.mention_scores(reads, AR.shuffled_mentions(mentions, seed + k))))
              for k in range(SHUFFLE_REPEATS)] if len(mentions) > 1 else [float("nan")]
+    ci = IT.interval({"image_idx": np.asarray(groups), "attr_acc": scores}, "attr_acc", seed=seed) \
+        if len(scores) else {"attr_acc": float("nan"), "attr_acc_ci": [float("nan")] * 2, "attr_acc_n": 0}
     rep = reader.report
     return {"holdout_mean": rep.get("holdout_mean"), "holdout_accuracy": rep.get("holdout_accuracy"),
             "chance_majority": rep.get("chance_majority"), "n_train": rep.get("n_train"),
             "n_holdout": rep.get("n_holdout"), "image_size": reader.image_size,
-            "real_test_attr_acc": real["accuracy"], "real_test_attr_acc_shuffled": float(np.mean(floor)),
-            "real_test_n_mentions": real["n_mentions"], "n_real": len(test)}
-
+            "real_test_attr_acc": ci["attr_acc"], "real_test_attr_acc_ci": ci["attr_acc_ci"],
+            "real_test_attr_acc_n": ci["attr_acc_n"], "real_test_attr_acc_shuffled": float(np.mean(floor)),
+            "real_test_attr_acc_micro": real["accuracy"], "real_test_n_mentions": real["n_mentions"],
+            "n_real": len(test)}

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
 from s2ilib.core import registry
-from s2ilib.evaluation.metrics import frechet_distance
 from s2ilib.evaluation.queries import EvaluationError
 from s2ilib.evaluation.references import SHUFFLE_REPEATS
 
@@ -34,6 +33,15 @@ class EvalContext:
     batch_size: int = 128
     progress: bool = True
     device: str = "cpu"
+    # FID / KID / IS from a fixed random subset of this many generated images (0: all of them)
+    fid_n: int = 0
+    # R-precision (teacher features) of a fixed random subset of this many generated images, each
+    # against the whole condition's pool of captions (0: all of them)
+    rprec_n: int = 0
+    # two disjoint halves of the real test images (indices into real_feats, stratified by class):
+    # fid_half / kid_half against half A at n = len(half B), comparable with the real-vs-real floor
+    real_halves: tuple[torch.Tensor, torch.Tensor] | None = None
+    fast_inception: bool = False  # bfloat16 autocast + channels-last Inception (must match real_feats')
 
 
 def _teacher_centre_view(teacher, images: torch.Tensor) -> torch.Tensor:
@@ -60,35 +68,76 @@ def _candidates(labels: torch.Tensor, wanted: int) -> int:
     return int(min(wanted, len(labels) - int(counts.max()) + 1))
 
 
-def _rprec(image_feats: torch.Tensor, judge: torch.Tensor, labels: torch.Tensor, ctx: EvalContext) -> dict[str, Any]:
-    from s2ilib.evaluation.metrics import r_precision
+def fid_subset(query_ids: Sequence[str] | int, k: int, seed: int) -> np.ndarray:
+    """Positions of the ``k`` generated images (all when ``k`` is 0 or >= n) scored by the costly
+    networks (FID Inception, R-precision teacher), in a seeded pseudo-random order: each query is
+    ranked by a hash of (seed, query id), so the choice depends only on the ids: methods scored on
+    the same queries use the same images, a method scored on a subset of the queries (two-stage,
+    ``eval.asr_max_queries``) keeps those of the others' images it has, and every prefix is itself
+    a random subset (``fid_half`` takes the first n_real / 2). ``query_ids``: the ids, or n."""
+    import hashlib
 
-    k = _candidates(labels, ctx.rprec_candidates)
-    if k < 2:
-        return {"value": float("nan"), "std": float("nan"), "candidates": k}
-    mean, std = r_precision(image_feats, judge, labels=labels, n_candidates=k, seed=ctx.seed)
-    return {"value": mean, "std": std, "candidates": k}
+    ids = [str(i) for i in range(query_ids)] if isinstance(query_ids, int) else [str(q) for q in query_ids]
+    keys = [int.from_bytes(hashlib.blake2b(f"{int(seed)}:{q}".encode(), digest_size=8).digest(), "little")
+            for q in ids]
+    order = np.argsort(np.asarray(keys, dtype=np.uint64), kind="stable")
+    return order if not k or k >= len(ids) else order[:k]
 
 
 def evaluate_images(images_fn: Callable[[int, int], torch.Tensor], n: int, ctx: EvalContext,
                     mentions: list[dict[str, str]] | None = None, judges: dict[str, torch.Tensor] | None = None,
                     image_labels: torch.Tensor | None = None) -> tuple[dict[str, Any], dict[str, float]]:
+    """Score ``n`` images produced chunk by chunk by ``images_fn(start, stop) -> uint8 (b, 3, S, S)``:
+    (metrics, seconds per stage); :func:`score_images` without the per-item scores."""
+    res, tim, _ = score_images(images_fn, n, ctx, mentions=mentions, judges=judges, image_labels=image_labels)
+    return res, tim
+
+
+def score_images(images_fn: Callable[[int, int], torch.Tensor], n: int, ctx: EvalContext,
+                 mentions: list[dict[str, str]] | None = None, judges: dict[str, torch.Tensor] | None = None,
+                 image_labels: torch.Tensor | None = None, query_ids: list[str] | None = None,
+                 ) -> tuple[dict[str, Any], dict[str, float], dict[str, Any]]:
     """Score ``n`` images produced chunk by chunk by ``images_fn(start, stop) -> uint8 (b, 3, S, S)``.
 
     ``mentions``: per image the attributes its caption mentions (attribute accuracy);
     ``judges``: {metric name: (n, D) embeddings in the teacher's space} for R-precision, e.g.
     ``{"r_precision": speech_ts_emb}``; ``image_labels`` (n,): the test image of each query
-    (its other captions are not drawn as mismatches). Returns (metrics, seconds per stage).
+    (its other captions are not drawn as mismatches; the bootstrap resamples test images);
+    ``query_ids``: the id of each query (:func:`s2ilib.evaluation.items.query_ids`; default its index).
+
+    Returns (metrics, seconds per stage, per-item scores). Attribute accuracy and R-precision are
+    the means of per-image scores with 95% bootstrap intervals over test images (``attr_acc_ci``,
+    ``attr_acc_n``, ``attr_acc_n_groups``, ...), R-precision over ``ctx.rprec_n`` of them (NaN in
+    the per-item column elsewhere); FID / KID / IS come from ``ctx.fid_n`` generated
+    images (:func:`fid_subset`; ``fid_n`` records how many), KID with its interval, and with
+    ``ctx.real_halves`` the half-set ``fid_half`` / ``kid_half`` comparable with the real-vs-real floor.
+    The per-item scores: columns ``query_id``, ``image_idx``, ``attr_acc``, ``attr_acc_shuffled``,
+    ``n_mentions``, ``hit_<attribute>`` (1 / 0 where the caption mentions it, else NaN), one per
+    judge (0/1 hits) (:mod:`s2ilib.evaluation.items`).
     """
     from tqdm.auto import tqdm
 
     from s2ilib.evaluation import attribute_reader as AR
+    from s2ilib.evaluation import items as IT
     from s2ilib.evaluation import metrics
 
     if n < 2:
         raise EvaluationError(f"evaluate_images: need at least 2 images, got {n}")
+    labels = image_labels if image_labels is not None else torch.arange(n)
+    if len(labels) != n:
+        raise EvaluationError(f"evaluate_images: {len(labels)} image labels for {n} images")
     timings: dict[str, float] = {}
-    incep, teach, read = [], [], []
+    qids = list(query_ids) if query_ids is not None else [str(k) for k in range(n)]
+    if len(qids) != n:
+        raise EvaluationError(f"evaluate_images: {len(qids)} query ids for {n} images")
+    order = fid_subset(qids, 0, ctx.seed)
+    incep_order = order[:ctx.fid_n or n] if ctx.real_feats is not None else np.zeros(0, dtype=np.int64)
+    in_subset = np.zeros(n, dtype=bool)
+    in_subset[incep_order] = True
+    teach_rows = np.sort(order[:ctx.rprec_n or n]) if ctx.teacher is not None and judges else np.zeros(0, np.int64)
+    in_teach = np.zeros(n, dtype=bool)
+    in_teach[teach_rows] = True
+    incep, incep_pos, teach, read = [], [], [], []
     with tqdm(total=n, desc="evaluate", unit="img", disable=not ctx.progress) as bar:
         for s in range(0, n, ctx.batch_size):
             e = min(s + ctx.batch_size, n)
@@ -96,39 +145,69 @@ def evaluate_images(images_fn: Callable[[int, int], torch.Tensor], n: int, ctx: 
             if imgs.dtype != torch.uint8 or len(imgs) != e - s:
                 raise EvaluationError(f"images_fn({s}, {e}) must return {e - s} uint8 images, got "
                                       f"{imgs.dtype} {tuple(imgs.shape)}")
-            if ctx.real_feats is not None:
-                incep.append(_timed(timings, "inception", metrics.inception_features, imgs, batch_size=len(imgs),
-                                    progress=False, image_size=ctx.fid_size, device=ctx.device))
-            if ctx.teacher is not None and judges:
-                teach.append(_timed(timings, "teacher", _teacher_centre_view, ctx.teacher, imgs))
+            pick = np.flatnonzero(in_subset[s:e])
+            if len(pick):
+                incep.append(_timed(timings, "inception", metrics.inception_features, imgs[torch.from_numpy(pick)],
+                                    batch_size=len(pick), progress=False, image_size=ctx.fid_size,
+                                    device=ctx.device, fast=ctx.fast_inception))
+                incep_pos.append(pick + s)
+            tpick = np.flatnonzero(in_teach[s:e])
+            if len(tpick):
+                teach.append(_timed(timings, "teacher", _teacher_centre_view, ctx.teacher,
+                                    imgs[torch.from_numpy(tpick)]))
             if ctx.reader is not None and mentions is not None:
                 read += _timed(timings, "reader", AR.read_attributes, ctx.reader, imgs)
             bar.update(e - s)
     out: dict[str, Any] = {"n_images": n, "n_real": len(ctx.real_feats) if ctx.real_feats is not None else 0}
+    items: dict[str, Any] = {"query_id": qids, "image_idx": labels.numpy().astype(np.int64)}
     if incep:
-        fake = torch.cat(incep)
-        out["fid"] = _timed(timings, "fid", frechet_distance, ctx.real_feats, fake)
-        out["kid"], out["kid_std"] = _timed(timings, "kid", metrics.kid_from_features, ctx.real_feats, fake,
-                                            seed=ctx.seed)
+        feats = torch.cat(incep)
+        where = {int(p): k for k, p in enumerate(np.concatenate(incep_pos))}
+        fake = feats[torch.tensor([where[int(p)] for p in incep_order])]  # the subset's random order
+        t0 = time.perf_counter()
+        from s2ilib.evaluation.fid import fid_kid_at_n
+
+        fk = fid_kid_at_n(ctx.real_feats, fake, ctx.real_halves, seed=ctx.seed)
+        timings["fid_kid"] = time.perf_counter() - t0
+        out.update(fk)
     if incep and ctx.is_head is not None:
         probs = metrics.is_probabilities(ctx.is_head, fake)
         out["is"], out["is_std"] = _timed(timings, "is", metrics.inception_score, probs,
-                                          splits=max(1, min(10, n // 2)), seed=ctx.seed)
+                                          splits=max(1, min(10, len(fake) // 2)), seed=ctx.seed)
+        out["is_n"] = len(fake)
     if teach:
         feats = torch.cat(teach)
-        labels = image_labels if image_labels is not None else torch.arange(n)
+        k = _candidates(labels, ctx.rprec_candidates)
+        rows = torch.from_numpy(teach_rows)
         for name, judge in judges.items():
-            r = _timed(timings, "r_precision", _rprec, feats, judge, labels, ctx)
-            out[name], out[f"{name}_std"] = r["value"], r["std"]
-            out["r_precision_candidates"] = r["candidates"]
+            col = np.full(n, np.nan)
+            if k >= 2:
+                col[teach_rows] = _timed(timings, "r_precision", IT.rprecision_hits, feats, judge, labels, k,
+                                         ctx.seed, rows=None if len(rows) == n else rows).numpy()
+            items[name] = col
+            out["r_precision_candidates"] = k
+            out["r_precision_chance"] = 1.0 / k if k >= 2 else float("nan")
     if read:
+        own = IT.mention_scores(read, mentions)
+        floors = np.stack([IT.mention_scores(read, AR.shuffled_mentions(mentions, ctx.seed + k))
+                           for k in range(SHUFFLE_REPEATS)])
+        with np.errstate(all="ignore"):
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # an image no shuffle gave a mention
+                floor_items = np.nanmean(floors, axis=0)
+                per_repeat = np.nanmean(floors, axis=1)
+        items["attr_acc"], items["attr_acc_shuffled"] = own, floor_items
+        items["n_mentions"] = np.array([len(m) for m in mentions], dtype=np.float64)
+        items.update(IT.family_hits(read, mentions))
         acc = AR.mention_accuracy(read, mentions)
-        floor = [AR.mention_accuracy(read, AR.shuffled_mentions(mentions, ctx.seed + k))["accuracy"]
-                 for k in range(SHUFFLE_REPEATS)]
-        out.update(attr_acc=acc["accuracy"], attr_acc_shuffled=float(np.mean(floor)),
-                   attr_acc_shuffled_std=float(np.std(floor)), n_mentions=acc["n_mentions"],
-                   attr_per_attribute=acc["per_attribute"])
-    return out, timings
+        out.update(attr_acc_shuffled=float(np.nanmean(floor_items)), attr_acc_shuffled_std=float(np.std(per_repeat)),
+                   n_mentions=acc["n_mentions"], attr_per_attribute=acc["per_attribute"])
+    t0 = time.perf_counter()
+    out.update(IT.summarise(items, seed=ctx.seed))
+    timings["intervals"] = time.perf_counter() - t0
+    return out, timings, items
 
 
 def generator_images_fn(generator, cond: torch.Tensor, seed: int, bf16: bool = True) -> Callable[[int, int], torch.Tensor]:

@@ -236,3 +236,152 @@ def method_comparison_grid(examples: list[dict[str, Any]], methods, title: str, 
                 label = f"{label} | asr: {ex.get('transcript', '')}".strip(" |")
             captions.append(label)
     return plots.image_grid(images, captions, ncols=len(examples), size=1.6, wrap=30, title=title, path=path)
+
+
+# ------------------------------------------------------------------------------------------------
+# where the information goes (notebook 04)
+
+
+def _probe_hits(x_train, y_train, x_test, y_test, C: float, seed: int, max_train: int) -> np.ndarray:
+    """Per test row 1 / 0: does a linear probe (multinomial logistic regression on standardised
+    features, fitted on the training rows) predict the row's value?"""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    y_train, y_test = np.asarray(y_train), np.asarray(y_test)
+    if len(x_train) > max_train:
+        keep = np.sort(np.random.default_rng(seed).choice(len(x_train), max_train, replace=False))
+        x_train, y_train = x_train[keep], y_train[keep]
+    if len(np.unique(y_train)) < 2:  # one value in training: the probe predicts it
+        return (y_test == y_train[0]).astype(np.float64)
+    scaler = StandardScaler().fit(x_train)
+    clf = LogisticRegression(C=C, max_iter=300, random_state=seed)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence notices: the probe is a measurement, not a model
+        clf.fit(scaler.transform(x_train), y_train)
+    return (clf.predict(scaler.transform(x_test)) == y_test).astype(np.float64)
+
+
+def _info_row(stage: str, source: str, hits: dict[str, np.ndarray], groups: dict[str, np.ndarray],
+              families, seed: int) -> dict[str, Any]:
+    """One row of the information table: accuracy per family, their mean, and the pooled accuracy
+    over every (item, family) with its 95% bootstrap interval over test images."""
+    from s2ilib.evaluation import stats
+
+    row: dict[str, Any] = {"stage": stage, "source": source}
+    pooled, pooled_g = [], []
+    for a in families:
+        h = np.asarray(hits.get(a, []), dtype=np.float64)
+        g = np.asarray(groups.get(a, []))
+        keep = np.isfinite(h)
+        h, g = h[keep], g[keep]
+        row[a] = float(h.mean()) if h.size else float("nan")
+        pooled.append(h)
+        pooled_g.append(g)
+    fam = [row[a] for a in families if np.isfinite(row[a])]
+    row["mean"] = float(np.mean(fam)) if fam else float("nan")
+    h, g = np.concatenate(pooled) if pooled else np.zeros(0), np.concatenate(pooled_g) if pooled_g else np.zeros(0)
+    if h.size and np.unique(g).size >= 2:
+        ci = stats.bootstrap_ci(h, n_boot=1000, seed=seed, groups=g)
+        row.update(pooled=ci.estimate, low=ci.low, high=ci.high, n=ci.n, n_test_images=ci.n_groups)
+    else:
+        row.update(pooled=float(h.mean()) if h.size else float("nan"), low=float("nan"), high=float("nan"),
+                   n=int(h.size), n_test_images=int(np.unique(g).size))
+    return row
+
+
+def attribute_information_table(ds, teacher_feats=None, embeddings: dict[str, dict[str, Any]] | None = None,
+                                items: dict[str, dict[str, Any]] | None = None, methods=None,
+                                condition: str = "seen", C: float = 1.0, max_train: int = 8000, seed: int = 0):
+    """How much of each attribute survives each step, on the UNSEEN (test) classes: one row per
+    source, one column per attribute family (accuracy), their ``mean``, and the ``pooled`` accuracy
+    over every (item, family) with its 95% interval over test images (``low``, ``high``, ``n``).
+
+    * (a) ``teacher_feats`` (n_images, views, D) or (n_images, D): a linear probe per family
+      (logistic regression fitted on the TRAINING classes' images) reads the image's own value
+      from the teacher's features of the real test images;
+    * (b) ``embeddings`` {kind: embeddings.pt dict} (e.g. speech_ts, speech_cls, text_ts): a probe
+      per family fitted on the training captions' embeddings reads the value the CAPTION mentions
+      (rows whose caption mentions the family; speech: test utterances of ``condition``);
+    * (c) ``items`` {"method/condition": per-item scores of the main evaluation}: the attribute
+      reader on each method's generated images against its caption's mentions (``hit_<family>``
+      columns; text queries under ``groundtruth_text``), ``methods`` in order (default: all found).
+    Returns a DataFrame (stage, source, families..., mean, pooled, low, high, n, n_test_images).
+    """
+    import pandas as pd
+
+    families = list(ds.vocabulary)
+    train, test = set(ds.split("train")), set(ds.split("test"))
+    rows = []
+    if teacher_feats is not None:
+        import torch
+
+        x = torch.as_tensor(teacher_feats).float()
+        x = (x.mean(1) if x.dim() == 3 else x).numpy()
+        tr = np.array(sorted(train))
+        te = np.array(sorted(test))
+        hits, groups = {}, {}
+        for a in families:
+            ytr = np.array([str(ds.images[i].attributes.get(a, "")) for i in tr])
+            yte = np.array([str(ds.images[i].attributes.get(a, "")) for i in te])
+            mtr, mte = ytr != "", yte != ""
+            if mtr.sum() and mte.sum():
+                hits[a] = _probe_hits(x[tr[mtr]], ytr[mtr], x[te[mte]], yte[mte], C, seed, max_train)
+                groups[a] = te[mte]
+        rows.append(_info_row("(a) teacher features of real images", "teacher", hits, groups, families, seed))
+    for kind, emb in (embeddings or {}).items():
+        x = emb["emb"].float().numpy()
+        img = np.asarray(emb["image_idx"]).astype(int)
+        cap = np.asarray(emb["caption_idx"]).astype(int)
+        cond = np.asarray(emb.get("condition", ["text"] * len(img)))
+        is_tr = np.array([i in train for i in img])
+        is_te = np.array([i in test for i in img]) & ((cond == condition) | (cond == "text"))
+        hits, groups = {}, {}
+        for a in families:
+            val = np.array([str((ds.images[i].caption_attributes[c] if c < len(ds.images[i].caption_attributes)
+                                 else {}).get(a, "")) for i, c in zip(img, cap)])
+            mtr, mte = is_tr & (val != ""), is_te & (val != "")
+            if mtr.sum() and mte.sum():
+                hits[a] = _probe_hits(x[mtr], val[mtr], x[mte], val[mte], C, seed, max_train)
+                groups[a] = img[mte]
+        rows.append(_info_row("(b) caption embeddings", kind, hits, groups, families, seed))
+    from s2ilib.evaluation.items import HIT_PREFIX
+
+    parts = items or {}
+    order = list(methods) if methods is not None else list(dict.fromkeys(k.split("/")[0] for k in parts))
+    for method in order:
+        key = next((k for k in (f"{method}/{condition}", f"{method}/{registry.TEXT_CONDITION}") if k in parts), None)
+        if key is None:
+            continue
+        col = parts[key]
+        hits = {a: np.asarray(col[HIT_PREFIX + a], dtype=np.float64) for a in families if HIT_PREFIX + a in col}
+        groups = {a: np.asarray(col["image_idx"]) for a in hits}
+        rows.append(_info_row("(c) reader on generated images", key, hits, groups, families, seed))
+    cols = ["stage", "source", *families, "mean", "pooled", "low", "high", "n", "n_test_images"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def information_tables(datasets: dict[str, Any], cfg: StudyConfig, paths: RunPaths, items: dict[str, dict],
+                       methods, condition: str = "seen"):
+    """:func:`attribute_information_table` of every dataset from the run's cached teacher features,
+    its encoders' exported embeddings and the main evaluation's per-item scores: one DataFrame
+    with a ``dataset`` column first."""
+    import pandas as pd
+
+    from s2ilib.study.stages import teacher_features
+
+    frames = []
+    for name, ds in datasets.items():
+        embs = {}
+        for kind in registry.encoder_names():
+            try:
+                embs[kind] = load_embeddings(paths, name, kind)
+            except FileNotFoundError:
+                continue
+        table = attribute_information_table(ds, teacher_features(ds, cfg, paths, progress=False), embs,
+                                            items.get(name), methods, condition=condition, seed=cfg.seed)
+        frames.append(table.assign(dataset=name))
+    out = pd.concat(frames, ignore_index=True)
+    return out[["dataset", *[c for c in out.columns if c != "dataset"]]]
