@@ -311,14 +311,20 @@ def test_run_main_evaluation_end_to_end(built, reader):
     assert res["two_stage"]["unseen"]["wer"] == res["asr"]["wer"]["unseen"] > 0
     n_asr = len(asr_q) + res["two_stage"]["unseen"]["n_images"]
     assert asr.calls == n_asr
-    assert (paths.eval(ds.name) / "transcripts_seen.csv").is_file()
+    assert (REF.references_dir(paths, ds.name) / "transcripts_seen.csv").is_file()
     # The reader's reference is read from the real test images in the generators' view (the crops).
     # (Whether a reader generalises to unseen classes is not testable with four training classes'
     # worth of attribute values; tests/test_attribute_reader.py checks that it learns.)
     from s2ilib.evaluation import attribute_reader as AR
 
     test = ds.split("test")
-    read = AR.read_attributes(reader, load_images_uint8(ds, test, SIZE, bbox_crop=True))
+    # the reader the evaluation used (cfg.eval.reader_source: rendered at smoke), from its cache
+    used = REF.reader_for(ds, paths, SIZE, cfg.eval.reader_epochs, cfg.seed, progress=False, bbox_crop=True,
+                          source=cfg.eval.reader_source, n_images=cfg.eval.reader_images,
+                          render_size=cfg.data.image_size)
+    assert used.report["source"] == res["reader"]["source"] == cfg.eval.reader_source
+    assert set(res["reader"]["real_test_table"]) == {"sharp", "blur32", "blur16"}
+    read = AR.read_attributes(used, load_images_uint8(ds, test, SIZE, bbox_crop=True))
     pairs = [(r, m) for r, i in zip(read, test) for m in ds.images[i].caption_attributes]
     expect = AR.mention_accuracy([r for r, _ in pairs], [m for _, m in pairs])
     per_caption = IT.mention_scores([r for r, _ in pairs], [m for _, m in pairs])
@@ -331,7 +337,7 @@ def test_run_main_evaluation_end_to_end(built, reader):
     assert res["is_head"]["n_classes"] == 2
     # Real references use the generators' image view (smoke trains on bounding-box crops).
     assert res["bbox_crop"] is cfg.gan.bbox_crop is True and res["is_head"]["bbox_crop"] is True
-    assert list(paths.eval(ds.name).glob("synth-birds_bboxcrop*__test__*.pt"))
+    assert list(REF.references_dir(paths, ds.name).glob("synth-birds_bboxcrop*__test__*.pt"))
     per1k = res["timings"]["per_1000_images"]
     assert per1k["inception"] > 0 and per1k["asr"] > 0
     # Rerun: cache hit (no image is scored, no utterance transcribed)

@@ -149,6 +149,10 @@ class EvalConfig:
     captions_per_image: int = 10  # test captions evaluated per test image (the authors: all 10)
     fid_image_size: int = 299
     reader_epochs: int = 30
+    # The attribute reader: "rendered" trains it on freshly rendered images of every attribute value
+    # (embedded datasets only; ceiling near 1, robust to blur), "real" on the training images.
+    reader_source: str = "rendered"
+    reader_images: int = 16000  # rendered training images (reader_source = "rendered")
     is_head_epochs: int = 30
     rprec_candidates: int = 100
     asr_model: str = "whisper-tiny.en"

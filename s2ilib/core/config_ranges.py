@@ -129,6 +129,7 @@ RANGES: dict[str, Range] = {
     "eval.captions_per_image": _ge(0, "0: all"),
     "eval.fid_image_size": _ge(75, "Inception-v3's smallest input"),
     "eval.reader_epochs": _ge(1),
+    "eval.reader_images": _ge(8),
     "eval.is_head_epochs": _ge(1),
     "eval.rprec_candidates": _ge(2, "the true caption and at least one other"),
     "eval.max_eval_images": _ge(0, "0: every test image"),
@@ -175,6 +176,8 @@ def validate(cfg: Any) -> Any:
     if g.branches > 1 and g.gf_dim < 2 ** (g.branches - 1):
         raise ConfigError(f"gan.gf_dim = {g.gf_dim} is out of range: must be >= {2 ** (g.branches - 1)} with "
                           f"gan.branches = {g.branches} (each next stage halves the channels, down to 2)")
+    if cfg.eval.reader_source not in ("rendered", "real"):
+        raise ConfigError(f"eval.reader_source = {cfg.eval.reader_source!r}: choose one of rendered, real")
     if g.d_loss not in ("bce", "hinge"):
         raise ConfigError(f"gan.d_loss = {g.d_loss!r}: choose one of bce, hinge")
     bad = [p for p in (s.strip() for s in g.diffaug.split(",")) if p and p not in ("translation", "cutout")]

@@ -5,14 +5,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from s2ilib.evaluation.references import READER_FILE
-
 EVAL_NOTEBOOK = "04_baselines"  # the notebook that trains the reader (named in CLI errors)
 
 
 def reader_path(run_root: str | Path, preset: str, dataset: str) -> Path:
-    """Where the evaluation stage saves a dataset's attribute reader."""
-    return Path(run_root) / preset / "eval" / dataset / READER_FILE
+    """The attribute reader the evaluation stage saved for a dataset (the preset's own data folder:
+    ``data/<dataset>/references/attribute_reader_<source>_<view>_<size>px.pt``). Where several exist
+    (another view or size), the rendered one of the largest size is taken; none: the path a
+    reader would have, so the caller can name it."""
+    folder = Path(run_root) / preset / "data" / dataset / "references"
+    found = sorted(folder.glob("attribute_reader_*.pt"),
+                   key=lambda p: ("_rendered_" in p.name, int(p.stem.rsplit("_", 1)[-1].rstrip("px") or 0)))
+    return found[-1] if found else folder / "attribute_reader_<source>_<view>_<size>px.pt"
 
 
 def cmd_read_attributes(args) -> int:

@@ -74,7 +74,7 @@ from s2ilib.core import registry
 from s2ilib.core.device import resolve_device
 from s2ilib.core.io import atomic_write_text
 from s2ilib.evaluation.queries import EvaluationError, embedding_cache, evaluation_queries, lookup_embeddings, query_mentions
-from s2ilib.evaluation.references import (CACHE_VERSION, generators_bbox_crop, is_head_for, reader_for,
+from s2ilib.evaluation.references import (CACHE_VERSION, generators_bbox_crop, is_head_for, reader_for, references_dir,
                                           reader_reference, real_test_features)
 from s2ilib.evaluation import items as IT
 from s2ilib.evaluation.fid import real_floor, stratified_halves
@@ -173,7 +173,7 @@ def _conditions_for(ds, method: str, queries, paths, emb_cache, asr, progress,
 
     cond = str(queries["condition"].iloc[0])
     t0 = time.perf_counter()
-    texts = transcribe_queries(ds, queries, paths.eval(name) / f"transcripts_{cond}.csv",
+    texts = transcribe_queries(ds, queries, references_dir(paths, name) / f"transcripts_{cond}.csv",
                                transcriber=asr.get("transcriber"), speak=asr.get("speak"), progress=progress)
     asr_s = time.perf_counter() - t0
     model, _, tok = load_trained_encoder(paths.encoder(name, spec.encoder), map_location=device)
@@ -229,7 +229,8 @@ def run_main_evaluation(ds, cfg, paths, methods: Sequence[str] | None = None, pr
     floor = real_floor(real, halves, seed=cfg.seed)
     timings["real_features_and_is_head_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    reader = reader_for(ds, paths, size, ev.reader_epochs, cfg.seed, progress=progress, bbox_crop=crop)
+    reader = reader_for(ds, paths, size, ev.reader_epochs, cfg.seed, progress=progress, bbox_crop=crop,
+                        source=ev.reader_source, n_images=ev.reader_images, render_size=cfg.data.image_size)
     reader_ref = reader_reference(ds, reader, size, cfg.seed, bbox_crop=crop) if reader is not None else None
     timings["reader_s"] = time.perf_counter() - t0
     teacher = teacher if teacher is not None else _default_teacher(cfg, device)

@@ -13,7 +13,6 @@ import torch
 
 from s2ilib.evaluation.queries import EvaluationError
 
-READER_FILE = "attribute_reader.pt"
 SHUFFLE_REPEATS = 5
 CACHE_VERSION = 1
 
@@ -36,7 +35,7 @@ def real_test_features(ds, paths, size: int, fid_size: int, progress: bool = Tru
     load_images = load_images or functools.partial(load_images_view, bbox_crop=bbox_crop)
     test = ds.split("test")
     tag = ds.name + _view_suffix(bbox_crop) + ("_bf16" if fast else "")
-    path = metrics.real_features_path(paths.eval(ds.name), tag, "test", size, fid_size)
+    path = metrics.real_features_path(references_dir(paths, ds.name), tag, "test", size, fid_size)
     meta = {"n_images": len(test), "keys_hash": _keys_hash(ds, test), "version": CACHE_VERSION,
             "bbox_crop": bbox_crop}
     if fast:
@@ -82,7 +81,7 @@ def is_head_for(ds, paths, real_feats: torch.Tensor, cfg, size: int, fid_size: i
     from s2ilib.evaluation import metrics
 
     labels = torch.tensor([ds.images[i].class_index for i in ds.split("test")])
-    path = paths.eval(ds.name) / f"is_head_{size}px_inception{fid_size}{_view_suffix(bbox_crop)}.pt"
+    path = references_dir(paths, ds.name) / f"is_head_{size}px_inception{fid_size}{_view_suffix(bbox_crop)}.pt"
     if path.is_file():
         head = metrics.load_is_head(path)
         r = head.report
@@ -95,18 +94,35 @@ def is_head_for(ds, paths, real_feats: torch.Tensor, cfg, size: int, fid_size: i
     return head
 
 
+def references_dir(paths, dataset: str):
+    """Where the dataset's evaluation references live (real-image features, IS head, attribute
+    reader, ASR transcripts): beside the data (``data/<dataset>[@variant]/references/``), since
+    they depend on the data and their own settings only, so every generator variant shares them.
+    Each file's name or report carries the settings it was made with; a mismatch recomputes it."""
+    out = paths.data(dataset) / "references"
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
 def reader_for(ds, paths, size: int, epochs: int, seed: int, progress: bool = True,
-               load_images: Callable | None = None, bbox_crop: bool = False):
-    """The attribute reader of the dataset (``eval/<name>/attribute_reader.pt``), trained once on the
-    real TRAINING images at ``size`` px (bounding-box crops with ``bbox_crop``) with their
-    ground-truth attributes; None without attributes."""
+               load_images: Callable | None = None, bbox_crop: bool = False, source: str = "real",
+               n_images: int = 16000, render_size: int | None = None):
+    """The attribute reader of the dataset (``eval/<name>/attribute_reader.pt``), trained once at
+    ``size`` px in the generators' view (bounding-box crops with ``bbox_crop``); None without attributes.
+
+    ``source="real"``: on the real TRAINING images with their ground-truth attributes.
+    ``source="rendered"``: on ``n_images`` freshly rendered images of every attribute value
+    (:func:`s2ilib.evaluation.rendered_reader.train_rendered_reader`); only for the embedded datasets,
+    whose renderer is known (another dataset is an error, never a silent switch to ``real``)."""
     from s2ilib.evaluation import attribute_reader as AR
 
     if not ds.vocabulary:
         return None
+    if source == "rendered":
+        return _rendered_reader(ds, paths, size, epochs, seed, progress, bbox_crop, n_images, render_size)
     load_images = load_images or functools.partial(load_images_view, bbox_crop=bbox_crop)
     train = ds.split("train")
-    path = paths.eval(ds.name) / READER_FILE
+    path = references_dir(paths, ds.name) / f"attribute_reader_real{_view_suffix(bbox_crop)}_{size}px.pt"
     if path.is_file():
         reader = AR.load_attribute_reader(path)
         r = reader.report
@@ -117,6 +133,29 @@ def reader_for(ds, paths, size: int, epochs: int, seed: int, progress: bool = Tr
     reader, _ = AR.train_attribute_reader(images, [ds.images[i].attributes for i in train], ds.vocabulary,
                                           epochs=epochs, seed=seed, out_path=path, progress=progress,
                                           image_size=size, extra_report={"bbox_crop": bbox_crop})
+    return reader
+
+
+def _rendered_reader(ds, paths, size, epochs, seed, progress, bbox_crop, n_images, render_size):
+    from s2ilib.data.rendered import resolve_view
+    from s2ilib.evaluation import attribute_reader as AR
+    from s2ilib.evaluation.rendered_reader import train_rendered_reader
+
+    if ds.kind not in ("birds", "flowers") or not getattr(ds, "synthetic", True):
+        raise EvaluationError(f"{ds.root}: eval.reader_source=rendered needs an embedded dataset "
+                              f"(synth-birds / synth-flowers), got kind {ds.kind!r}; use eval.reader_source=real")
+    view = resolve_view(ds.kind, bbox_crop)
+    path = references_dir(paths, ds.name) / f"attribute_reader_rendered_{view}_{size}px.pt"
+    want = {"source": "rendered", "kind": ds.kind, "view": view, "n_train": n_images, "epochs": epochs,
+            "seed": seed, "render_size": render_size}
+    if path.is_file():
+        reader = AR.load_attribute_reader(path)
+        if reader.image_size == size and all(reader.report.get(k) == v for k, v in want.items()):
+            return reader
+    reader, _ = train_rendered_reader(ds.kind, size=size, view=view, n_train=n_images, epochs=epochs, seed=seed,
+                                      render_size=render_size, progress=progress, out_path=path,
+                                      extra_report={"bbox_crop": bbox_crop, "render_size": render_size,
+                                                    "source": "rendered"})
     return reader
 
 
@@ -131,8 +170,13 @@ def reader_reference(ds, reader, size: int, seed: int, load_images: Callable | N
     from s2ilib.evaluation import items as IT
 
     load_images = load_images or functools.partial(load_images_view, bbox_crop=bbox_crop)
+    from s2ilib.evaluation.rendered_reader import reader_accuracy_table
+
     test = ds.split("test")
-    read = AR.read_attributes(reader, load_images(ds, test, size))
+    test_images = load_images(ds, test, size)
+    read = AR.read_attributes(reader, test_images)
+    # per attribute family on the real test images, sharp and blurred (as generated images are)
+    table = reader_accuracy_table(reader, test_images, [ds.images[i].attributes for i in test])
     reads, mentions, groups = [], [], []
     for r, i in zip(read, test):
         for m in ds.images[i].caption_attributes:
@@ -152,4 +196,5 @@ def reader_reference(ds, reader, size: int, seed: int, load_images: Callable | N
             "real_test_attr_acc": ci["attr_acc"], "real_test_attr_acc_ci": ci["attr_acc_ci"],
             "real_test_attr_acc_n": ci["attr_acc_n"], "real_test_attr_acc_shuffled": float(np.mean(floor)),
             "real_test_attr_acc_micro": real["accuracy"], "real_test_n_mentions": real["n_mentions"],
-            "n_real": len(test)}
+            "n_real": len(test), "source": rep.get("source", "real"), "real_test_table": table,
+            "chance_uniform": rep.get("chance_uniform")}
