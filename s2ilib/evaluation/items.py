@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 from s2ilib.core.io import atomic_write_text
 from s2ilib.evaluation import stats
+from s2ilib.evaluation.metrics import ranking_hits
 
 ITEM_METRICS = ("attr_acc", "attr_acc_shuffled", "r_precision", "r_precision_speech")
 INTERVAL_METRICS = ("attr_acc", "r_precision", "r_precision_speech")  # reported with a 95% interval
@@ -80,14 +81,7 @@ def rprecision_hits(image_emb: torch.Tensor, cond_emb: torch.Tensor, labels: tor
             allowed &= labels[q].view(-1, 1) != labels.view(1, -1)
         else:
             allowed[torch.arange(len(q)), q] = False
-        short = allowed.sum(1) < n_candidates - 1
-        if short.any():
-            raise ValueError(f"rprecision_hits: image {int(q[short][0])} has fewer than "
-                             f"n_candidates - 1 = {n_candidates - 1} mismatched candidates")
-        wrong = torch.multinomial(allowed.float(), n_candidates - 1, replacement=False, generator=gen)
-        sim_own = (img[pos] * own[q]).sum(1)
-        sim_wrong = torch.einsum("bd,bkd->bk", img[pos], own[wrong])
-        hits[pos] = (sim_own > sim_wrong.max(1).values).float()
+        hits[pos] = ranking_hits(img[pos], own[q], own, allowed, n_candidates, gen, q, "rprecision_hits")
     return hits
 
 

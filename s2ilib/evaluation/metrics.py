@@ -38,6 +38,22 @@ __all__ = ["FID_FEATURE_DIM", "STANDARD_FID_SIZE", "FIDInception", "ISHead", "Me
 # ---------------------------------------------------------------------------------------------
 # R-precision
 # ---------------------------------------------------------------------------------------------
+def ranking_hits(img: torch.Tensor, own: torch.Tensor, pool: torch.Tensor, allowed: torch.Tensor,
+                 n_candidates: int, gen: torch.Generator, ids: torch.Tensor, what: str) -> torch.Tensor:
+    """One chunk of R-precision: (B, D) normalised image features, their own (B, D) condition
+    embeddings, the (P, D) pool and the (B, P) mask of rows that may be drawn as mismatches ->
+    (B,) hits of 0/1 (own caption strictly above ``n_candidates - 1`` drawn mismatches).
+    ``ids`` name the images in the error when one has too few mismatches."""
+    short = allowed.sum(1) < n_candidates - 1
+    if short.any():
+        raise ValueError(f"{what}: image {int(ids[short][0])} has only {int(allowed[short].sum(1)[0])} "
+                         f"mismatched candidates, fewer than n_candidates - 1 = {n_candidates - 1}")
+    wrong = torch.multinomial(allowed.float(), n_candidates - 1, replacement=False, generator=gen)
+    sim_own = (img * own).sum(1)
+    sim_wrong = torch.einsum("bd,bkd->bk", img, pool[wrong])
+    return (sim_own > sim_wrong.max(1).values).float()
+
+
 def r_precision(image_emb: torch.Tensor, cond_emb: torch.Tensor, labels: torch.Tensor | None = None,
                 pool_emb: torch.Tensor | None = None, pool_labels: torch.Tensor | None = None,
                 n_candidates: int = 100, folds: int = 10, seed: int = 0,
@@ -76,14 +92,7 @@ def r_precision(image_emb: torch.Tensor, cond_emb: torch.Tensor, labels: torch.T
             allowed &= labels[rows].view(-1, 1) != pool_labels.view(1, -1)
         elif same_pool:
             allowed[torch.arange(len(rows)), rows] = False
-        short = allowed.sum(1) < n_candidates - 1
-        if short.any():
-            raise ValueError(f"r_precision: image {int(rows[short][0])} has only {int(allowed[short].sum(1)[0])} "
-                             f"mismatched candidates, fewer than n_candidates - 1 = {n_candidates - 1}")
-        wrong = torch.multinomial(allowed.float(), n_candidates - 1, replacement=False, generator=gen)
-        sim_own = (img[rows] * own[rows]).sum(1)
-        sim_wrong = torch.einsum("bd,bkd->bk", img[rows], pool[wrong])
-        hits[rows] = (sim_own > sim_wrong.max(1).values).float()
+        hits[rows] = ranking_hits(img[rows], own[rows], pool, allowed, n_candidates, gen, rows, "r_precision")
     fold_means = torch.stack([f.mean() for f in hits[torch.randperm(n, generator=gen)].chunk(folds)])
     return float(hits.mean()), float(fold_means.std(unbiased=False)) if len(fold_means) > 1 else 0.0
 
