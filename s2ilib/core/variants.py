@@ -50,7 +50,7 @@ def config_diff(cfg: Any, stage: str) -> dict[str, Any]:
     if stage not in STAGE_SECTIONS:
         raise VariantError(f"unknown stage {stage!r}; choose one of {list(STAGE_SECTIONS)}")
     preset = get_config(cfg.preset)
-    recipe = getattr(cfg.gan, "recipe", preset.gan.recipe)
+    recipe = cfg.gan.recipe
     # Another GAN recipe is named once (gan.recipe=modern), not by every switch it sets.
     base_cfg = preset if recipe == preset.gan.recipe else get_config(cfg.preset, {"gan.recipe": recipe})
     base = flatten(dataclasses.asdict(base_cfg))

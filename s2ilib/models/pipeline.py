@@ -81,9 +81,8 @@ class SpeechToImage:
     """
 
     def __init__(self, gan_dir: str | Path, device: str = "auto"):
-        from s2ilib.models.loading import load_trained_encoder
         from s2ilib.core.device import resolve_device
-        from s2ilib.models.loading import GENERATOR_EMA, load_generator
+        from s2ilib.models.loading import GENERATOR_EMA, load_generator, load_trained_encoder
 
         self.device = device = resolve_device(device)
         self.gan_dir = Path(gan_dir)

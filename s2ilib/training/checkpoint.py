@@ -13,13 +13,11 @@ from typing import Any
 
 import torch
 
-from s2ilib.core.runkit import CheckpointError, rng_state, safe_load, set_rng_state
+from s2ilib.core.runkit import CheckpointError, safe_load, set_rng_state
 from s2ilib.core.runkit import save_checkpoint as _save_state
 
-__all__ = ["CheckpointError", "rng_states", "set_rng_states", "save_checkpoint", "load_checkpoint"]
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint"]
 
-rng_states = rng_state  # old names
-set_rng_states = set_rng_state
 _KEYS = ("model", "step", "epoch", "batch_in_epoch")
 
 
