@@ -39,12 +39,13 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from s2ilib.core.config import ConfigError
 from s2ilib.core.device import resolve_device
 from s2ilib.core.runkit import writer
 from s2ilib.models.encoders import MaskedBatchNorm1d
 
 
-class DistributedConfigError(ValueError):
+class DistributedConfigError(ConfigError):
     """A run that cannot be split over the ranks as asked (e.g. a batch W does not divide)."""
 
 
