@@ -298,6 +298,9 @@ def gan_rows(batch: int, paired: bool, ctx: Context) -> torch.Tensor:
         s = ctx.rows(batch)
         return torch.arange(s.start, s.stop)
     h = batch // 2
+    if h % ctx.world:
+        raise DistributedConfigError(f"mode seeking pairs the {batch} rows of a batch: {ctx.world} ranks must divide "
+                                     f"the {h} pairs; choose a batch_size divisible by {2 * ctx.world}")
     s = ctx.rows(h)
     first = torch.arange(s.start, s.stop)
     return torch.cat([first, first + h])
