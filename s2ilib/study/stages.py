@@ -21,8 +21,8 @@ from s2ilib.core.io import atomic_write_text
 from s2ilib.data.images import load_images_uint8
 from s2ilib.data.spoken import speak_utterance  # noqa: F401 (notebook API)
 from s2ilib.models import embedding
-from s2ilib.training.distributed import is_lead
 from s2ilib.study.paths import RunPaths, device_of, provenance, write_variant_config  # noqa: F401 (notebook API)
+from s2ilib.training.distributed import is_lead
 
 
 def load_embeddings(paths: RunPaths, dataset: str, kind: str, method: str | None = None) -> dict[str, Any]:
