@@ -148,3 +148,28 @@ def test_publish_without_a_browser_says_so(report, monkeypatch):
 def test_ci_installs_the_browser():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "apt-get install" in ci and "chromium" in ci
+
+
+@pytest.mark.slow
+def test_notebook_09_writes_the_page_and_records_it(report, tmp_path):
+    """Notebook 09 through the study runner on the fixture report (no built dataset: the birds
+    grid keeps its audio, the run folder has no dataset to synthesise more from)."""
+    import shutil
+
+    from s2ilib.core.results import load_results
+    from s2ilib.study.runner import run_study
+
+    reports = tmp_path / "reports"
+    shutil.copytree(report, reports / "smoke")
+    out = run_study("smoke", run_root=tmp_path / "runs", report_root=reports, only=["09"], progress=False)
+    res = load_results(out / "results.json")
+    section = res["report"]
+    assert section["page"] == "index.html" and (out / "index.html").stat().st_size == section["page_bytes"]
+    assert section["n_audio"] == 2 and section["n_img"] == 4
+    assert all("not built" in v for v in section["fig3_audio"].values())  # said, not silent
+    assert res["notebooks"]["09_report"]["status"] == "ok"
+    assert (out / "09_report.ipynb").exists()
+    if browser.find_browser() is None:
+        assert "apt-get install" in section["note"]
+    else:
+        assert section["checked"] and (out / "index.png").stat().st_size > 10_000

@@ -31,6 +31,7 @@ from s2ilib.core.io import atomic_write_text
 from s2ilib.core.results import load_results
 
 PAGE = "index.html"
+FIG3_ROWS = 4  # notebook 03's default n_utterances: the rows of its Fig. 3 grid
 SHOT = "index.png"
 SHOT_SIZE = (1280, 2000)
 FIG3 = re.compile(r"^03_(?P<dataset>.+)_fig3\.png$")
@@ -210,10 +211,11 @@ def timings_html(results: dict[str, Any]) -> str:
 # the page
 
 
-def page_html(report_dir: str | Path) -> str:
-    """The whole page as one string (everything embedded)."""
+def page_html(report_dir: str | Path, results_path: str | Path | None = None) -> str:
+    """The whole page as one string (everything embedded). ``results_path``: the results file
+    (default ``<report_dir>/results.json``; a variant's report folder uses its preset's)."""
     report_dir = Path(report_dir)
-    results_path = report_dir / "results.json"
+    results_path = Path(results_path) if results_path else report_dir / "results.json"
     if not results_path.exists():
         raise ReportError(f"{results_path}: no results file; run the study's notebooks first")
     results = load_results(results_path)
@@ -239,14 +241,15 @@ def page_html(report_dir: str | Path) -> str:
             f"({html.escape(str(preset))})</h1>{head}\n{body}\n</body></html>\n")
 
 
-def build_page(report_dir: str | Path) -> Path:
+def build_page(report_dir: str | Path, results_path: str | Path | None = None) -> Path:
     """Write ``<report_dir>/index.html`` (atomic) and return its path."""
     path = Path(report_dir) / PAGE
-    atomic_write_text(path, page_html(report_dir))
+    atomic_write_text(path, page_html(report_dir, results_path))
     return path
 
 
-def publish(report_dir: str | Path, size: tuple[int, int] = SHOT_SIZE) -> dict[str, Any]:
+def publish(report_dir: str | Path, size: tuple[int, int] = SHOT_SIZE,
+            results_path: str | Path | None = None) -> dict[str, Any]:
     """Write the page, check it in a headless browser and screenshot it (``index.png``).
 
     Returns what notebook 09 records: page and screenshot paths and sizes, the number of images and
@@ -256,7 +259,7 @@ def publish(report_dir: str | Path, size: tuple[int, int] = SHOT_SIZE) -> dict[s
     from s2ilib.study import browser as _browser
 
     report_dir = Path(report_dir)
-    page = build_page(report_dir)
+    page = build_page(report_dir, results_path)
     text = page.read_text()
     out: dict[str, Any] = {"page": page.name, "page_bytes": page.stat().st_size,
                            "n_img": text.count("<img "), "n_audio": text.count("<audio ")}
@@ -292,3 +295,29 @@ def write_fig3_audio(ds, rows: list[int], figures: str | Path, sr: int = 16000) 
     side = fig3_audio_path(figures, ds.name)
     atomic_write_text(side, json.dumps({"dataset": ds.name, "sr": sr, "rows": entries}, indent=1) + "\n")
     return side
+
+
+def study_fig3_audio(paths, cfg) -> dict[str, str]:
+    """Write the audio of every Fig. 3 grid of the study (:func:`write_fig3_audio`), for the rows
+    notebook 03 drew: :func:`s2ilib.study.analysis.test_utterance_rows` with the run's seed and
+    notebook 03's ``n_utterances`` (as recorded in ``results.json``, else its default).
+    Returns {dataset: what was done, or why not (no grid, dataset not built)}."""
+    from s2ilib.study.analysis import test_utterance_rows
+    from s2ilib.study.stages import load_built_dataset
+
+    books = load_results(paths.results).get("notebooks") or {}
+    n = int(((books.get("03_gan_training") or {}).get("parameters") or {}).get("n_utterances", FIG3_ROWS))
+    done = {}
+    for name in cfg.data.datasets:
+        if not (paths.figures / f"03_{name}_fig3.png").exists():
+            done[name] = "no Fig. 3 grid (notebook 03 has not run)"
+            continue
+        try:
+            ds = load_built_dataset(name, paths)
+        except FileNotFoundError as exc:
+            done[name] = f"no audio: {exc}"
+            continue
+        rows = test_utterance_rows(ds, n, seed=cfg.seed)
+        side = write_fig3_audio(ds, rows, paths.figures, sr=cfg.data.sample_rate)
+        done[name] = f"{len(rows)} utterances -> {side.name}"
+    return done
