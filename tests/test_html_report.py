@@ -99,7 +99,8 @@ def test_every_source_is_embedded_or_exists(report):
     sources = re.findall(r'<(?:img|audio|source)[^>]*\ssrc="([^"]*)"', page.read_text())
     assert len(sources) == 6  # 4 figures + 2 players
     for src in sources:
-        assert src.startswith(("data:image/png;base64,", "data:audio/x-wav;base64,", "data:audio/wav;base64,")) \
+        assert src.startswith(("data:image/png;base64,", "data:image/jpeg;base64,", "data:audio/x-wav;base64,",
+                               "data:audio/wav;base64,")) \
             or (page.parent / src).exists(), src[:80]
 
 

@@ -34,6 +34,8 @@ PAGE = "index.html"
 FIG3_ROWS = 4  # notebook 03's default n_utterances: the rows of its Fig. 3 grid
 SHOT = "index.png"
 SHOT_SIZE = (1280, 2000)
+MAX_WIDTH = 1600  # px of an embedded figure
+JPEG_QUALITY = 88
 FIG3 = re.compile(r"^03_(?P<dataset>.+)_fig3\.png$")
 # figures with their own section: pattern -> heading
 NAMED_FIGURES = {"interpolation": "Interpolation between utterances", "robustness": "Robustness to unseen speech"}
@@ -44,7 +46,8 @@ body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#22
 table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0 1.5em}
 th,td{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top}
 th{background:#f3f3f3} img{max-width:100%} .note{color:#8a5a00;background:#fff8e1;padding:6px}
-.fig3{display:flex;gap:1em;align-items:flex-start} .fig3 img{max-width:70%} figure{margin:0 0 1.5em}
+.fig3{display:flex;gap:1em;align-items:flex-start} .fig3 figure{flex:3} .fig3 table{flex:2}
+.fig3 td:nth-child(2){min-width:14em} figure{margin:0 0 1.5em}
 figcaption{font-size:0.85em;color:#555} audio{width:260px}
 """
 
@@ -63,13 +66,32 @@ def data_uri(path: Path) -> str:
     return f"data:{mime};base64,{base64.b64encode(Path(path).read_bytes()).decode('ascii')}"
 
 
+def image_uri(path: Path, max_width: int = MAX_WIDTH, quality: int = JPEG_QUALITY) -> str:
+    """A figure as a data URI: the PNG itself, or a JPEG (at most ``max_width`` px wide) when that
+    is smaller -- the image grids are photographs in effect and shrink about threefold."""
+    import io
+
+    from PIL import Image
+
+    raw = Path(path).read_bytes()
+    with Image.open(io.BytesIO(raw)) as im:
+        im = im.convert("RGB")
+        if im.width > max_width:
+            im = im.resize((max_width, round(im.height * max_width / im.width)), Image.LANCZOS)
+        buf = io.BytesIO()
+        im.save(buf, "JPEG", quality=quality, optimize=True)
+    if buf.tell() < len(raw):
+        return f"data:image/jpeg;base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
+    return data_uri(path)
+
+
 def _note(text: str) -> str:
     return f'<p class="note">{html.escape(text)}</p>'
 
 
 def _figure(path: Path, caption: str | None = None) -> str:
     cap = html.escape(caption or path.name)
-    return f'<figure><img src="{data_uri(path)}" alt="{cap}"><figcaption>{cap}</figcaption></figure>'
+    return f'<figure><img src="{image_uri(path)}" alt="{cap}"><figcaption>{cap}</figcaption></figure>'
 
 
 def main_table_html(results: dict[str, Any]) -> str:
