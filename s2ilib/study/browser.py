@@ -29,12 +29,14 @@ _CONSOLE = re.compile(r':(INFO|WARNING|ERROR):CONSOLE(?:\(\d+\))?:?\d*\]\s*"(.*)
 # promises and failed resource loads (their error events reach window in the capture phase)
 _HOOK = """<script>
 window.__s2iErrors = [];
+// a source as reported: the start of a data URI (its type), the end of a path (the file name)
+window.__s2iSrc = s => String(s).startsWith('data:') ? String(s).slice(0, 60) : String(s).slice(-160);
 (function () {
   const original = console.error.bind(console);
   console.error = (...args) => { window.__s2iErrors.push(args.map(String).join(' ')); original(...args); };
   window.addEventListener('error', ev => {
     const t = ev.target;
-    window.__s2iErrors.push(t && t !== window ? 'failed to load ' + String(t.currentSrc || t.src || t.tagName).slice(0, 80)
+    window.__s2iErrors.push(t && t !== window ? 'failed to load ' + window.__s2iSrc(t.currentSrc || t.src || t.tagName)
                                               : 'uncaught: ' + ev.message);
   }, true);
   window.addEventListener('unhandledrejection', ev => window.__s2iErrors.push('unhandled rejection: ' + ev.reason));
@@ -44,13 +46,13 @@ window.__s2iErrors = [];
 _CHECKER = """<script>
 window.addEventListener('load', () => {
   const audio = Array.from(document.querySelectorAll('audio')).map(a => new Promise(done => {
-    if (a.readyState >= 1) return done([a.currentSrc.slice(0, 60), true]);
-    a.addEventListener('loadedmetadata', () => done([a.currentSrc.slice(0, 60), true]));
-    a.addEventListener('error', () => done([a.currentSrc.slice(0, 60), false]));
+    if (a.readyState >= 1) return done([window.__s2iSrc(a.currentSrc), true]);
+    a.addEventListener('loadedmetadata', () => done([window.__s2iSrc(a.currentSrc), true]));
+    a.addEventListener('error', () => done([window.__s2iSrc(a.currentSrc), false]));
     a.load();
   }));
   Promise.all(audio).then(res => {
-    const imgs = Array.from(document.images).map(i => [i.currentSrc.slice(0, 60), i.complete && i.naturalWidth > 0]);
+    const imgs = Array.from(document.images).map(i => [window.__s2iSrc(i.currentSrc), i.complete && i.naturalWidth > 0]);
     document.body.setAttribute('%s', JSON.stringify({images: imgs, audio: res, errors: window.__s2iErrors}));
   });
 });
