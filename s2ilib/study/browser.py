@@ -10,6 +10,7 @@ and the page's console messages out of Chromium's log (``--enable-logging=stderr
 """
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -116,8 +117,6 @@ def check_page(page: str | Path, browser: str | None = None) -> dict[str, Any]:
     m = re.search(_MARK + r'="([^"]*)"', res.stdout)
     if m is None:
         raise BrowserError(f"Chromium did not finish loading {page} (exit {res.returncode}): {res.stderr[-2000:]}")
-    import html
-
     found = json.loads(html.unescape(m.group(1)))
     console = console_messages(res.stderr)
     errors = list(found["errors"]) + [c["text"] for c in console if c["text"].startswith("Uncaught")]
