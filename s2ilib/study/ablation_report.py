@@ -35,9 +35,14 @@ def _row(dataset: str, claim: str, comparison: str, metric: str, diff: dict[str,
             "p_value": float(diff.get("p_value", math.nan)), "n": int(diff.get("n", 0)), "verdict": verdict}
 
 
+def _num(v: Any) -> float:
+    return math.nan if v is None else float(v)
+
+
 def _kid_difference(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    ia, ib = (stats.Interval(float(x["kid"]), float(x["kid_ci"][0]), float(x["kid_ci"][1]), int(x["fid_n"] or 0),
-                             int(x["fid_n"] or 0), 0.95, "kid") for x in (a, b))
+    ia, ib = (stats.Interval(_num(x.get("kid")), _num((x.get("kid_ci") or [None, None])[0]),
+                             _num((x.get("kid_ci") or [None, None])[1]), int(x.get("fid_n") or 0),
+                             int(x.get("fid_n") or 0), 0.95, "kid") for x in (a, b))
     if not all(math.isfinite(v) for v in (ia.low, ia.high, ib.low, ib.high)):
         return {"estimate": ia.estimate - ib.estimate, "low": math.nan, "high": math.nan, "n": 0}
     return stats.unpaired_difference(ia, ib)
