@@ -257,7 +257,7 @@ def test_loss_ablation_section(smoke_study):
 
     report, run, results = smoke_study
     sched = schedule("smoke")
-    for name in get_config("smoke").data.datasets:
+    for name in sched["loss_datasets"]:
         entry = results["ablation_loss"][name]
         assert (entry["preset"], entry["seed"], entry["variant"]) == ("smoke", 1234, "")
         assert entry["schedule"]["loss_config"] == sched["loss_config"]

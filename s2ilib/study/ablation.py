@@ -32,15 +32,17 @@ from s2ilib.study.paths import RunPaths, device_of, with_overrides
 # notebook; the other keys size the evaluation. At small they keep notebooks 05-07 within ~40 min
 # on 2 CPU cores (notebook text and the README give the measured times).
 SCHEDULES: dict[str, dict[str, Any]] = {
-    "smoke": {"loss_config": {"encoder.max_steps": 8, "gan.steps": 4},
+    "smoke": {"loss_config": {"encoder.max_steps": 8, "gan.steps": 4}, "loss_datasets": ["synth-birds"],
               "scale_config": {"gan.steps": 4}, "scale_branches": [1, 2, 3], "scale_datasets": ["synth-birds"],
               "eval_queries": 12, "rprec_n": 8, "fid_n": 8, "probe_max_train": 400,
               "grad_steps": 6, "grad_window": [2, 6], "pairs": 6, "figure_pairs": 2},
     "small": {"loss_config": {"encoder.max_steps": 400, "gan.steps": 300},
+              "loss_datasets": ["synth-birds", "synth-flowers"],
               "scale_config": {"gan.steps": 500}, "scale_branches": [1, 2, 3], "scale_datasets": ["synth-birds"],
               "eval_queries": 800, "rprec_n": 200, "fid_n": 300, "probe_max_train": 3000,
               "grad_steps": 150, "grad_window": [50, 150], "pairs": 200, "figure_pairs": 4},
     "paper": {"loss_config": {"encoder.max_steps": 20000, "gan.steps": 60000},
+              "loss_datasets": ["synth-birds", "synth-flowers"],
               "scale_config": {"gan.steps": 60000}, "scale_branches": [1, 2, 3],
               "scale_datasets": ["synth-birds", "synth-flowers"],
               "eval_queries": 4000, "rprec_n": 1000, "fid_n": 2000, "probe_max_train": 8000,
