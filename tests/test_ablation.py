@@ -86,6 +86,7 @@ def test_interpolation_metrics_on_a_toy_generator():
     assert table["monotone"].tolist() == [1.0, 1.0]
     assert table["r2"].min() > 0.999 and table["chord_dev"].max() < 0.01
     assert table["swing"].tolist() == pytest.approx([2.0, 2.0], abs=0.01)
+    assert table["transition"].tolist() == [1.0, 1.0]
     summary = I.summarise_curves(table)
     assert summary["n_pairs"] == 2 and summary["r2"]["mean"] > 0.999
     mean = I.mean_curve(curves, a)
@@ -99,7 +100,7 @@ def test_curve_metrics_known_shapes():
     step = I.curve_metrics(np.where(a < 0.5, -1.0, 1.0), a)
     assert step["monotone"] == 1.0 and step["chord_dev"] == pytest.approx(1.0) and step["r2"] < 0.9
     flat = I.curve_metrics(np.zeros(9), a)
-    assert flat["spearman"] == 0.0 and flat["swing"] == 0.0
+    assert flat["spearman"] == 0.0 and flat["swing"] == 0.0 and flat["transition"] == 0.0
 
 
 def test_schedules_are_variants_of_every_preset():

@@ -323,6 +323,7 @@ def test_interpolation_section(smoke_study):
             for metric in CURVE_METRICS:
                 assert s[metric]["mean"] is not None, (m, metric)
             assert -1.0 <= s["spearman"]["mean"] <= 1.0 and 0.0 <= s["monotone"]["mean"] <= 1.0
+            assert entry["summaries_transitions"][m]["n_curves"] <= s["n_curves"]
             curve = entry["mean_curves"][m]
             assert len(curve["p1"]) == 9 and all(0.0 <= p <= 1.0 for p in curve["p1"])
         _check_claims(entry, n_min=3)

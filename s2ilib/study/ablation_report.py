@@ -85,33 +85,36 @@ def scale_claims(dataset: str, rows: dict[int, dict[str, Any]], items: dict[int,
 
 
 def interpolation_claims(dataset: str, tables: dict[str, Any], summaries: dict[str, dict[str, Any]],
-                         speech: str = "one_stage", text: str = "text", seed: int = 0) -> list[dict[str, Any]]:
+                         transitions: dict[str, dict[str, Any]], speech: str = "one_stage", text: str = "text",
+                         seed: int = 0) -> list[dict[str, Any]]:
     """"The space is linear" for one dataset, from the curve tables of :mod:`s2ilib.study.interpolation`:
-    the transition follows a (Spearman > 0), it is linear (mean R^2 >= :data:`LINEAR_R2`), and the
+    the transition follows a (mean Spearman > 0 over every curve), it is linear (mean R^2 >=
+    :data:`LINEAR_R2` over the curves that are transitions, ``transitions``' summaries), and the
     speech space is as linear as the text upper bound's (|mean R^2 difference| <= :data:`TEXT_R2_MARGIN`,
-    paired on the same pairs and attributes)."""
+    paired on the same pairs and attributes, curves that are transitions for both)."""
     from s2ilib.study.report import margin_verdict
 
     out = []
     if speech in summaries:
-        s = summaries[speech]
-        sp = {"estimate": s["spearman"]["mean"], "low": s["spearman"]["low"], "high": s["spearman"]["high"],
-              "n": s["n_curves"]}
+        s = summaries[speech]["spearman"]
+        sp = {"estimate": s["mean"], "low": s["low"], "high": s["high"], "n": summaries[speech]["n_curves"]}
         out.append(_row(dataset, "the transition follows a (Spearman > 0)", speech, "spearman", sp,
-                        stats.verdict(sp["low"], sp["high"], +1)))
-        r2 = s["r2"]
-        d = {"estimate": r2["mean"] - LINEAR_R2, "low": r2["low"] - LINEAR_R2, "high": r2["high"] - LINEAR_R2,
-             "n": s["n_curves"]}
-        out.append(_row(dataset, f"the space is linear (mean R^2 >= {LINEAR_R2})", speech, "r2 - 0.8", d,
-                        stats.verdict(d["low"], d["high"], +1)))
+                        stats.verdict(_num(sp["low"]), _num(sp["high"]), +1)))
+        r2, n = transitions[speech]["r2"], transitions[speech]["n_curves"]
+        d = {"estimate": _num(r2["mean"]) - LINEAR_R2, "low": _num(r2["low"]) - LINEAR_R2,
+             "high": _num(r2["high"]) - LINEAR_R2, "n": n}
+        out.append(_row(dataset, f"the space is linear (mean R^2 >= {LINEAR_R2} on transitions)", speech,
+                        f"r2 - {LINEAR_R2}", d, stats.verdict(d["low"], d["high"], +1)))
     if speech in tables and text in tables and len(tables[speech]) and len(tables[speech]) == len(tables[text]):
         a, b = tables[speech], tables[text]
-        x, y = a["r2"].to_numpy(np.float64), b["r2"].to_numpy(np.float64)
-        g = a["pair"].to_numpy()
+        both = (a["transition"].to_numpy() == 1.0) & (b["transition"].to_numpy() == 1.0)
+        x, y = a["r2"].to_numpy(np.float64)[both], b["r2"].to_numpy(np.float64)[both]
+        g = a["pair"].to_numpy()[both]
         if np.unique(g).size >= 2:
             diff = stats.paired_difference(x, y, n_boot=1000, seed=seed, groups=g)
         else:
-            diff = {"estimate": float(np.mean(x - y)), "low": math.nan, "high": math.nan, "n": len(x)}
+            diff = {"estimate": float(np.mean(x - y)) if x.size else math.nan, "low": math.nan, "high": math.nan,
+                    "n": int(x.size)}
         out.append(_row(dataset, f"speech as linear as text (R^2 within {TEXT_R2_MARGIN})", f"{speech} - {text}",
                         "r2", diff, margin_verdict(diff["low"], diff["high"], TEXT_R2_MARGIN)))
     return out

@@ -10,7 +10,10 @@ ONE fixed noise; the attribute reader gives, at every ``a``, the probability of 
 * ``monotone``: 1 if ``s`` never drops by more than ``tol`` from one ``a`` to the next;
 * ``r2``: R^2 of a least-squares line through ``s(a)`` (1: exactly linear);
 * ``chord_dev``: largest distance of ``s(a)`` from the chord between ``s(0)`` and ``s(1)``;
-* ``swing``: ``s(1) - s(0)`` (does the attribute change at all between the endpoints?).
+* ``swing``: ``s(1) - s(0)`` (does the attribute change at all between the endpoints?);
+* ``transition``: 1 if ``swing >= SWING_MIN``: the endpoints show the two values clearly enough
+  for the shape in between to mean something. A flat curve (the generator does not draw the
+  attribute) has a Spearman and an R^2 of noise, so linearity is judged on transitions only.
 
 Summaries carry 95% bootstrap intervals over pairs (:func:`summarise_curves`).
 """
@@ -21,7 +24,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-CURVE_METRICS = ("spearman", "monotone", "r2", "chord_dev", "swing")
+CURVE_METRICS = ("spearman", "monotone", "r2", "chord_dev", "swing", "transition")
+SWING_MIN = 0.2
 
 
 def alphas(n: int = 9) -> np.ndarray:
@@ -113,7 +117,8 @@ def curve_metrics(s: Sequence[float], a: Sequence[float], tol: float = 0.02) -> 
     r2 = 1.0 if flat else 1.0 - float(((s - fit) ** 2).sum()) / ss_tot
     chord = s[0] + (a - a[0]) / (a[-1] - a[0]) * (s[-1] - s[0])
     return {"spearman": rho, "monotone": float(np.all(np.diff(s) >= -tol)), "r2": r2,
-            "chord_dev": float(np.abs(s - chord).max()), "swing": float(s[-1] - s[0])}
+            "chord_dev": float(np.abs(s - chord).max()), "swing": float(s[-1] - s[0]),
+            "transition": float(s[-1] - s[0] >= SWING_MIN)}
 
 
 def curve_table(curves: list[dict[str, Any]], a: Sequence[float]):
@@ -176,7 +181,7 @@ def interpolation_study(ds, cfg, paths, methods: Sequence[str] = ("one_stage", "
     text embeddings of the same captions) and read by notebook 04's attribute reader.
 
     Returns {"pairs", "alphas", "curves": {method: [...]}, "tables": {method: DataFrame},
-    "summaries": {method: ...}, "mean_curves": {method: DataFrame}, "images": {method: [uint8 rows]},
+    "summaries": {method: ...} (every curve), "summaries_transitions" (curves with ``transition``), "mean_curves": {method: DataFrame}, "images": {method: [uint8 rows]},
     "image_size", "timings"}."""
     import time
 
@@ -200,7 +205,7 @@ def interpolation_study(ds, cfg, paths, methods: Sequence[str] = ("one_stage", "
     embs = embedding_cache(paths, ds.name)
     a = alphas()
     out: dict[str, Any] = {"pairs": pairs, "alphas": a.tolist(), "curves": {}, "tables": {}, "summaries": {},
-                           "mean_curves": {}, "images": {}, "image_size": size,
+                           "summaries_transitions": {}, "mean_curves": {}, "images": {}, "image_size": size,
                            "timings": {"setup_s": time.perf_counter() - t0}}
     probs = reader_probabilities(reader)
     for m in methods:
@@ -211,6 +216,7 @@ def interpolation_study(ds, cfg, paths, methods: Sequence[str] = ("one_stage", "
         table = curve_table(curves, a)
         out["curves"][m], out["tables"][m] = curves, table
         out["summaries"][m] = summarise_curves(table, seed=cfg.seed)
+        out["summaries_transitions"][m] = summarise_curves(table[table["transition"] == 1.0], seed=cfg.seed)
         out["mean_curves"][m] = mean_curve(curves, a, seed=cfg.seed)
         out["images"][m] = [fixed_noise_images(gens[m], interpolated(f1[k], f2[k], a), cfg.seed + k, bf16=cfg.gan.bf16)
                             for k in range(min(figure_pairs, len(pairs)))]
