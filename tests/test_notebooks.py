@@ -244,7 +244,8 @@ def _check_claims(entry, n_min=1):
     assert len(claims) >= n_min
     for c in claims:
         assert c["verdict"] in ("holds", "fails", "undecided"), c
-        assert c["estimate"] is not None, c
+        assert c["estimate"] is not None or c["n"] == 0, c  # nothing to compare (no transition) -> undecided
+        assert c["n"] > 0 or c["verdict"] == "undecided", c
         if c["low"] is not None and c["high"] is not None:
             assert c["low"] <= c["high"], c
     assert {v["verdict"] for v in entry["verdicts"]} <= {"holds", "fails", "undecided"}
