@@ -264,3 +264,25 @@ def scale_row(ds, branches: int, cfg, paths: RunPaths, sched: dict[str, Any], ct
            **_image_metrics(res, floor),
            "timings": {"train_call_s": train_s, "evaluation_s": time.perf_counter() - t0, "evaluation_parts": tim}}
     return out, items
+
+
+def gradient_stage(ds, cfg, paths: RunPaths, teacher_feats, sched: dict[str, Any]) -> dict[str, Any]:
+    """:func:`s2ilib.training.loss_balance.gradient_balance` of the main configuration's speech
+    encoder loss (all three terms, its weights) under the schedule's ``grad_steps`` / ``grad_window``,
+    cached in ``<run>/ablation/<dataset>/gradients.json`` by its configuration."""
+    import dataclasses
+
+    from s2ilib.training.loss_balance import gradient_balance
+
+    key = {"encoder": dataclasses.asdict(cfg.encoder), "seed": cfg.seed, "steps": sched["grad_steps"],
+           "window": list(sched["grad_window"]), "dataset": ds.fingerprint()}
+    path = paths.run / "ablation" / ds.name / "gradients.json"
+    if path.is_file():
+        blob = json.loads(path.read_text())
+        if blob.get("key") == json.loads(json.dumps(key)):
+            return blob["result"]
+    res = gradient_balance("speech_ts", ds, teacher_feats, cfg.encoder, cfg.seed, sched["grad_steps"],
+                           tuple(sched["grad_window"]), device=device_of(cfg))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps({"key": key, "result": res}, indent=1) + "\n")
+    return res
