@@ -29,8 +29,11 @@ from s2ilib.core.io import atomic_write_text
 from s2ilib.study.paths import RunPaths, device_of, with_overrides
 
 # The ablation schedules, per preset. Config keys (dotted) are applied to every ablation model of a
-# notebook; the other keys size the evaluation. At small they keep notebooks 05-07 within ~40 min
-# on 2 CPU cores (notebook text and the README give the measured times).
+# notebook; the other keys size the evaluation. At small they are sized to keep notebooks 05-07
+# within 40 min on 2 idle CPU cores, from the per-unit costs measured on this CPU (speech encoder
+# step ~0.1 s, 2-branch GAN step ~0.18 s and 3-4x that at 3 branches, FID Inception ~0.09 s / image
+# bf16, generation + reader ~8 ms / image, teacher ~0.03 s / image): 05 ~25 min (8 rows x ~3 min),
+# 06 ~9 min (birds), 07 ~1.5 min. Every notebook prints and records the time of each part.
 SCHEDULES: dict[str, dict[str, Any]] = {
     "smoke": {"loss_config": {"encoder.max_steps": 8, "gan.steps": 4}, "loss_datasets": ["synth-birds"],
               "scale_config": {"gan.steps": 4}, "scale_branches": [1, 2, 3], "scale_datasets": ["synth-birds"],
@@ -38,7 +41,7 @@ SCHEDULES: dict[str, dict[str, Any]] = {
               "grad_steps": 6, "grad_window": [2, 6], "pairs": 6, "figure_pairs": 2},
     "small": {"loss_config": {"encoder.max_steps": 400, "gan.steps": 300},
               "loss_datasets": ["synth-birds", "synth-flowers"],
-              "scale_config": {"gan.steps": 500}, "scale_branches": [1, 2, 3], "scale_datasets": ["synth-birds"],
+              "scale_config": {"gan.steps": 400}, "scale_branches": [1, 2, 3], "scale_datasets": ["synth-birds"],
               "eval_queries": 800, "rprec_n": 200, "fid_n": 300, "probe_max_train": 3000,
               "grad_steps": 150, "grad_window": [50, 150], "pairs": 200, "figure_pairs": 4},
     "paper": {"loss_config": {"encoder.max_steps": 20000, "gan.steps": 60000},
@@ -116,7 +119,8 @@ def evaluation_context(ds, cfg, paths: RunPaths, size: int, crop: bool, sched: d
                         source=ev.reader_source, n_images=ev.reader_images, render_size=cfg.data.image_size)
     ctx = EvalContext(real, ev.fid_image_size, None, reader, _default_teacher(cfg, device), ev.rprec_candidates,
                       cfg.seed, progress=progress, device=device, fid_n=sched["fid_n"], rprec_n=sched["rprec_n"],
-                      real_halves=halves, fast_inception=ev.fid_bf16)
+                      real_halves=halves, fast_inception=ev.fid_bf16,
+                      batch_size=512)  # few large chunks: each FID Inception call costs seconds on a CPU
     return ctx, real_floor(real, halves, seed=cfg.seed)
 
 
