@@ -124,16 +124,21 @@ def evaluation_context(ds, cfg, paths: RunPaths, size: int, crop: bool, sched: d
     return ctx, real_floor(real, halves, seed=cfg.seed)
 
 
-def resized_images_fn(images_fn, size: int):
-    """``images_fn`` with every output resized to ``size`` px (antialiased bilinear, uint8)."""
+def resized_images_fn(images_fn, size: int, sub: int = 128):
+    """``images_fn`` with every output resized to ``size`` px (antialiased bilinear, uint8); a chunk
+    is drawn ``sub`` images at a time (the noise of each sub-chunk depends on its start, as in the
+    main evaluation's chunks of 128), so the evaluation's large chunks never hold big activations."""
     import torch.nn.functional as F
 
     def images(s: int, e: int) -> torch.Tensor:
-        x = images_fn(s, e)
-        if x.shape[-1] == size:
-            return x
-        y = F.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        return y.round().clamp(0, 255).to(torch.uint8)
+        out = []
+        for a in range(s, e, sub):
+            x = images_fn(a, min(a + sub, e))
+            if x.shape[-1] != size:
+                x = F.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+                x = x.round().clamp(0, 255).to(torch.uint8)
+            out.append(x)
+        return torch.cat(out)
 
     return images
 
@@ -154,7 +159,7 @@ def score_generator(ds, gan_dir: Path, cond: torch.Tensor, queries, judge: torch
 
     qids = IT.query_ids(queries)
     key = {"queries": hashlib.sha256("\n".join(qids).encode()).hexdigest()[:16], "size": size, "seed": cfg.seed,
-           "fid_n": ctx.fid_n, "rprec_n": ctx.rprec_n, "generator": _stamp(gan_dir / "generator_ema.pt"),
+           "fid_n": ctx.fid_n, "rprec_n": ctx.rprec_n, "chunk": ctx.batch_size, "generator": _stamp(gan_dir / "generator_ema.pt"),
            "judge": hashlib.sha256(judge.numpy().tobytes()).hexdigest()[:16], "n_real": len(ctx.real_feats)}
     cache, item_file = gan_dir / "ablation_eval.json", gan_dir / "ablation_items.json"
     if cache.is_file() and item_file.is_file():
