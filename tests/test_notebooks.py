@@ -275,6 +275,7 @@ def test_loss_ablation_section(smoke_study):
             assert 0.0 <= r["probe"] <= 1.0 and r["fid"] >= 0 and r["fid_n"] == sched["fid_n"]
             assert r["fid_floor"] is not None and r["attr_acc_n"] == sched["eval_queries"]
             assert r["timings"]["encoder_s"] >= 0 and r["timings"]["evaluation_s"] >= 0
+            assert entry["timings"][f"{row}_s"] >= r["timings"]["encoder_s"]
         grads = entry["gradients"]
         assert set(grads["mean"]) == {"jel", "norm", "kdl"} and all(v > 0 for v in grads["mean"].values())
         assert grads["weights"] == {"jel": 1.0, "norm": 5.0, "kdl": 1000.0}
@@ -305,6 +306,7 @@ def test_scale_ablation_section(smoke_study):
             assert r["steps"] == sched["scale_config"]["gan.steps"] and r["s_per_step"] > 0 and r["train_s"] > 0
             assert len(r["sizes"]) == int(b) and "@" in r["gan_dir"]
             assert 0.0 <= r["attr_acc"] <= 1.0 and 0.0 <= r["r_precision"] <= 1.0 and r["fid"] >= 0
+            assert entry["timings"][f"branches_{b}_s"] > 0
         _check_claims(entry, n_min=2 * 3)
     assert (report / "06_claims.csv").is_file() and (report / "06_scale_ablation.csv").is_file()
 
