@@ -237,3 +237,97 @@ def test_s2i_generate_on_good_and_bad_audio(smoke_study, tmp_path, capsys):
     assert "empty.wav" in err and not (tmp_path / "c.png").exists()
     assert main(["generate", "--model", str(tmp_path), "--say", "hello", "--out", str(tmp_path / "d.png")]) == 1
     assert "pipeline.json" in capsys.readouterr().err
+
+
+def _check_claims(entry, n_min=1):
+    claims = entry["claims"]
+    assert len(claims) >= n_min
+    for c in claims:
+        assert c["verdict"] in ("holds", "fails", "undecided"), c
+        assert c["estimate"] is not None or c["n"] == 0, c  # nothing to compare (no transition) -> undecided
+        assert c["n"] > 0 or c["verdict"] == "undecided", c
+        if c["low"] is not None and c["high"] is not None:
+            assert c["low"] <= c["high"], c
+    assert {v["verdict"] for v in entry["verdicts"]} <= {"holds", "fails", "undecided"}
+
+
+def test_loss_ablation_section(smoke_study):
+    """Notebook 05: four loss rows per dataset in their own variant folders, retrieval / probe / image
+    metrics with intervals, the gradient table and the Table IV claims."""
+    from s2ilib.study.ablation import LOSS_ROWS, schedule
+
+    report, run, results = smoke_study
+    sched = schedule("smoke")
+    for name in sched["loss_datasets"]:
+        entry = results["ablation_loss"][name]
+        assert (entry["preset"], entry["seed"], entry["variant"]) == ("smoke", 1234, "")
+        assert entry["schedule"]["loss_config"] == sched["loss_config"]
+        assert set(entry["rows"]) == set(LOSS_ROWS)
+        for row, r in entry["rows"].items():
+            assert r["encoder_steps"] == sched["loss_config"]["encoder.max_steps"], row
+            assert r["gan_steps"] == sched["loss_config"]["gan.steps"], row
+            assert "@" in r["encoder_dir"] and "@" in r["gan_dir"], row  # never the main runs' folders
+            assert (run / "encoders" / name / r["encoder_dir"] / "embeddings.pt").is_file()
+            for m in ("recall@10", "ap", "attr_acc", "r_precision"):
+                assert 0.0 <= r[m] <= 1.0, (row, m)
+                lo, hi = r[f"{m}_ci"]
+                assert lo is None or lo - 1e-9 <= r[m] <= hi + 1e-9, (row, m)
+            assert 0.0 <= r["probe"] <= 1.0 and r["fid"] >= 0 and r["fid_n"] == sched["fid_n"]
+            assert r["fid_floor"] is not None and r["attr_acc_n"] == sched["eval_queries"]
+            assert r["timings"]["encoder_s"] >= 0 and r["timings"]["evaluation_s"] >= 0
+            assert entry["timings"][f"{row}_s"] >= r["timings"]["encoder_s"]
+        grads = entry["gradients"]
+        assert set(grads["mean"]) == {"jel", "norm", "kdl"} and all(v > 0 for v in grads["mean"].values())
+        assert grads["weights"] == {"jel": 1.0, "norm": 5.0, "kdl": 1000.0}
+        assert len(grads["per_step"]["jel"]) == sched["grad_steps"]
+        _check_claims(entry, n_min=5 * 4)
+    assert results["ablation_loss"]["timings"]["total_s"] > 0
+    assert (report / "05_claims.csv").is_file() and (report / "05_loss_ablation.csv").is_file()
+    assert (report / "05_gradients.csv").is_file()
+    assert (run / "encoders" / "synth-birds" / "speech_ts" / "embeddings.pt").is_file()  # main run untouched
+
+
+def test_scale_ablation_section(smoke_study):
+    """Notebook 06: generators with 1, 2, 3 branches on the main encoder, scored at one size, with
+    time per step and the "higher resolution" claim."""
+    from s2ilib.study.ablation import schedule
+
+    report, run, results = smoke_study
+    sched = schedule("smoke")
+    cfg = get_config("smoke")
+    for name in sched["scale_datasets"]:
+        entry = results["ablation_scales"][name]
+        assert (entry["preset"], entry["seed"]) == ("smoke", 1234)
+        rows = entry["rows"]
+        assert sorted(int(b) for b in rows) == sched["scale_branches"]
+        assert [rows[str(b)]["output_size"] for b in sched["scale_branches"]] == [16, 32, 64]
+        for b, r in rows.items():
+            assert r["scored_at"] == entry["scored_at"] == cfg.gan.base_size * 2 ** (cfg.gan.branches - 1)
+            assert r["steps"] == sched["scale_config"]["gan.steps"] and r["s_per_step"] > 0 and r["train_s"] > 0
+            assert len(r["sizes"]) == int(b) and "@" in r["gan_dir"]
+            assert 0.0 <= r["attr_acc"] <= 1.0 and 0.0 <= r["r_precision"] <= 1.0 and r["fid"] >= 0
+            assert entry["timings"][f"branches_{b}_s"] > 0
+        _check_claims(entry, n_min=2 * 3)
+    assert (report / "06_claims.csv").is_file() and (report / "06_scale_ablation.csv").is_file()
+
+
+def test_interpolation_section(smoke_study):
+    """Notebook 07: transition curves of the one-stage and text generators with intervals over pairs."""
+    from s2ilib.study.interpolation import CURVE_METRICS
+
+    report, run, results = smoke_study
+    for name in get_config("smoke").data.datasets:
+        entry = results["interpolation"][name]
+        assert entry["preset"] == "smoke" and entry["alphas"] == [k / 8 for k in range(9)]
+        assert entry["n_pairs"] >= 2
+        for m in ("one_stage", "text"):
+            s = entry["summaries"][m]
+            assert s["n_curves"] >= s["n_pairs"] == entry["n_pairs"]
+            for metric in CURVE_METRICS:
+                assert s[metric]["mean"] is not None, (m, metric)
+            assert -1.0 <= s["spearman"]["mean"] <= 1.0 and 0.0 <= s["monotone"]["mean"] <= 1.0
+            assert entry["summaries_transitions"][m]["n_curves"] <= s["n_curves"]
+            curve = entry["mean_curves"][m]
+            assert len(curve["p1"]) == 9 and all(0.0 <= p <= 1.0 for p in curve["p1"])
+        _check_claims(entry, n_min=3)
+    assert (report / "07_claims.csv").is_file() and (report / "figures" / "07_synth-birds_pair0.png").is_file()

@@ -7,8 +7,8 @@
       "preset": "small",
       "updated": "2026-11-24T08:00:00+00:00",
       "environment": {...},            # environment_info() of the last writer
-      "notebooks": {"01_data_synthesis": {"status": "ok", "seconds": 312.4,
-                                           "parameters": {...}, "finished": "..."}},
+      "notebooks": {"01_data_synthesis": {"status": "ok", "seconds": 312.4, "parameters": {...},
+                                           "finished": "...", "commit": "...", "dirty": false}},
       "data":       {dataset: {...sizes and timings..., "config": {...}, "seed": 1234}},
       "encoders":   {dataset: {encoder: {condition: {metric: value}, "train_seconds": ...}}},
       "generators": {dataset: {method: {...}}},

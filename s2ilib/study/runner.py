@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from s2ilib.core.config import PRESETS, ConfigError, get_config
-from s2ilib.core.results import environment_info, now, record
+from s2ilib.core.results import environment_info, git_commit, now, record
 from s2ilib.core.runkit import writer
 from s2ilib.study.paths import report_subdir
 
@@ -163,6 +163,6 @@ def _run_study_locked(preset: str, seed: int, run_root: Path, report_root: str |
                                                     "parameters": logged}})
             raise
         record(results, "notebooks", {nb.stem: {"status": "ok", "seconds": round(seconds, 1),
-                                                "finished": now(), "parameters": logged}})
+                                                "finished": now(), "parameters": logged, **git_commit()}})
         print(f"[s2i study] {nb.name} done in {seconds:.0f} s", flush=True)
     return report_dir

@@ -22,6 +22,7 @@ from s2ilib.data.images import load_images_uint8
 from s2ilib.data.spoken import speak_utterance  # noqa: F401 (notebook API)
 from s2ilib.models import embedding
 from s2ilib.study.paths import RunPaths, device_of, provenance, write_variant_config  # noqa: F401 (notebook API)
+from s2ilib.training.distributed import is_lead
 
 
 def load_embeddings(paths: RunPaths, dataset: str, kind: str, method: str | None = None) -> dict[str, Any]:
@@ -166,7 +167,8 @@ def train_encoder_stage(ds, kind: str, cfg: StudyConfig, paths: RunPaths, teache
     out = paths.encoder(ds.name, kind, method)
     summary = train_encoder(kind, ds, teacher_feats, run_cfg.encoder, out, seed=run_cfg.seed,
                             progress=progress, device=device_of(run_cfg))
-    write_variant_config(out, run_cfg, "encoder", dataset=ds.name, encoder=kind, method=method)
+    if is_lead(run_cfg.device):  # under torchrun rank 0 writes
+        write_variant_config(out, run_cfg, "encoder", dataset=ds.name, encoder=kind, method=method)
     return summary
 
 
@@ -238,6 +240,8 @@ def train_generator_stage(ds, method: str, cfg: StudyConfig, paths: RunPaths, pr
                         torch.tensor([ds.images[i].class_index for i in train]), run_cfg.gan, out,
                         seed=run_cfg.seed, fixed_cond=emb["emb"][fixed], progress=progress,
                         device=device_of(run_cfg))
+    if not is_lead(run_cfg.device):  # under torchrun rank 0 writes
+        return {**summary, "n_train_images": len(train), "n_conditions": len(keep)}
     # What inference needs to go from speech to images with this generator.
     pipeline = {"dataset": ds.name, "method": method, "encoder": kind,
                 "encoder_dir": str(paths.encoder(ds.name, kind, method)), "preset": run_cfg.preset,

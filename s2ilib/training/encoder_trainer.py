@@ -9,7 +9,8 @@ Kinds:
 
 Data order is a pure function of ``(seed, epoch)`` and every random choice of a step (crop
 offsets, the teacher view of each image) of ``(seed, step)``, so a run stopped anywhere and
-resumed from its last checkpoint ends with the same weights as an uninterrupted run.
+resumed from its last checkpoint ends with the same weights as an uninterrupted run. Under
+torchrun the ranks split each batch, rank 0 writes (:mod:`s2ilib.training.distributed`).
 
 Folder (``out_dir``, locked while training, see :mod:`s2ilib.core.runkit`): ``config.json`` (written
 before training), ``checkpoint.pt`` (every ``ckpt_every`` steps and at the end, atomic, a safe
@@ -30,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from s2ilib.training import distributed
 from s2ilib.training.checkpoint import load_checkpoint, save_checkpoint
 from s2ilib.models.embedding import _embed, _store_table, collate_speech, export_embeddings
 from s2ilib.models.encoders import Tokenizer
@@ -39,7 +41,7 @@ from s2ilib.core.io import atomic_write_text, seed_everything
 from s2ilib.training.losses import TeacherStudentLoss
 from s2ilib.core.results import append_jsonl
 from s2ilib.evaluation.retrieval import retrieval_metrics
-from s2ilib.core.runkit import check_same_run, truncate_jsonl, writer
+from s2ilib.core.runkit import check_same_run, truncate_jsonl
 
 VAL_FRACTION = 0.05  # of the training images, held out for validation
 VAL_MAX_IMAGES = 50
@@ -129,10 +131,6 @@ def epoch_batches(n_frames: np.ndarray, batch_size: int, seed: int, epoch: int, 
 
 
 # --------------------------------------------------------------------------------------------
-# models
-
-
-# --------------------------------------------------------------------------------------------
 # one training step
 
 
@@ -162,6 +160,9 @@ class _Run:
         self.model_args = dict(out_dim=int(self.teacher.shape[2]), n_mels=int(n_mels), n_classes=len(train_classes),
                                vocab_size=len(self.tokenizer) if self.tokenizer else 0)
         self.model = build_model(kind, cfg, **self.model_args).to(self.device)
+        self.ctx = distributed.current(device)  # None: one process; else DDP over the ranks
+        self.lead = self.ctx is None or self.ctx.lead  # writes the run folder
+        self.ddp = None if self.ctx is None else distributed.wrap(self.model, self.ctx, cfg.batch_size)
         lr = cfg.classifier_lr if kind == "speech_cls" else cfg.lr
         self.opt = torch.optim.Adam(self.model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
         self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=cfg.lr_step_epochs, gamma=cfg.lr_gamma)
@@ -187,12 +188,18 @@ class _Run:
     def autocast(self):
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16)
 
+    def forward(self, inputs: tuple) -> torch.Tensor:
+        """The batch's outputs; in training under torchrun each rank encodes its rows, all gathered."""
+        if self.ddp is None or not self.model.training:
+            return self.model(*inputs)
+        return distributed.sharded_forward(self.ddp, inputs, self.ctx)
+
     def loss(self, items: _Items, sel: np.ndarray, rng: np.random.Generator | None, views: np.ndarray):
         """Loss of a batch. ``views``: teacher view of each item's image."""
         inputs = self.inputs(items, sel, rng)
         labels = self.labels(items.image_idx[sel])
         with self.autocast():
-            out = self.model(*inputs)
+            out = self.forward(inputs)
         if self.kind == "speech_cls":
             out = out.float()
             loss = F.cross_entropy(out, labels)
@@ -293,13 +300,14 @@ def _train_loop(run: _Run, p: _Progress, out: Path, resolved: dict, stop_at: int
             terms = run.step(batches[p.pos], p.step)
             p.train_seconds += time.perf_counter() - t0
             p.step, p.pos = p.step + 1, p.pos + 1
-            append_jsonl(out / "log.jsonl", {"step": p.step, "epoch": p.epoch, "lr": run.opt.param_groups[0]["lr"],
-                                              "time_s": round(p.train_seconds, 3), **terms})
+            if run.lead:
+                append_jsonl(out / "log.jsonl", {"step": p.step, "epoch": p.epoch, "lr": run.opt.param_groups[0]["lr"],
+                                                  "time_s": round(p.train_seconds, 3), **terms})
             bar.update(1)
             bar.set_postfix(loss=f"{terms['total']:.4f}")
-            if cfg.val_every > 0 and p.step % cfg.val_every == 0:
+            if run.lead and cfg.val_every > 0 and p.step % cfg.val_every == 0:
                 append_jsonl(out / "metrics.jsonl", {"step": p.step, "split": "val", **run.validate()})
-            if cfg.ckpt_every > 0 and p.step % cfg.ckpt_every == 0:
+            if run.lead and cfg.ckpt_every > 0 and p.step % cfg.ckpt_every == 0:
                 _save(run, out / "checkpoint.pt", p, resolved)
             if stop_at and p.step >= stop_at:
                 p.killed = True
@@ -329,7 +337,7 @@ def train_encoder(kind: str, dataset: Any, teacher_feats: torch.Tensor, cfg: Any
     out = Path(out_dir)
     teacher_feats = torch.as_tensor(teacher_feats)
     resolved = _resolved_config(kind, cfg, seed, dataset, teacher_feats)
-    with writer(out):  # one writer per run folder; temp files of killed writes removed
+    with distributed.run_folder(out, device):  # one writer per run folder; temp files of killed writes removed
         return _train_locked(kind, dataset, teacher_feats, cfg, out, seed, progress, stop_at, resolved,
                              resolve_device(device))
 
@@ -343,20 +351,20 @@ def _train_locked(kind: str, dataset: Any, teacher_feats: torch.Tensor, cfg: Any
         done = json.loads((out / "summary.json").read_text())
         if done.get("config") == resolved:
             return done
-    atomic_write_text(out / "config.json", json.dumps(resolved, indent=2, sort_keys=True) + "\n")
-
     seed_everything(seed)
     run = _Run(kind, dataset, teacher_feats, cfg, seed, device)
+    if run.lead:
+        atomic_write_text(out / "config.json", json.dumps(resolved, indent=2, sort_keys=True) + "\n")
     p = _Progress()
     if (out / "checkpoint.pt").is_file():
         st = load_checkpoint(out / "checkpoint.pt", run.model, run.opt, run.sched)
         p = _Progress(st["step"], st["epoch"], st["batch_in_epoch"], st["extra"].get("train_seconds", 0.0))
-        truncate_jsonl(out / "log.jsonl", p.step)
-        truncate_jsonl(out / "metrics.jsonl", p.step)
+        if run.lead:
+            truncate_jsonl(out / "log.jsonl", p.step), truncate_jsonl(out / "metrics.jsonl", p.step)
     resumed_from = p.step
     per_epoch = len(run.batches(0))
     total = cfg.max_steps if cfg.max_steps > 0 else per_epoch * run.n_epochs
-    with tqdm(total=total, initial=p.step, desc=kind, unit="step", disable=not progress) as bar:
+    with tqdm(total=total, initial=p.step, desc=kind, unit="step", disable=not (progress and run.lead)) as bar:
         _train_loop(run, p, out, resolved, stop_at, bar)
     summary = {"kind": kind, "steps": p.step, "epoch": p.epoch, "batch_in_epoch": p.pos,
                "resumed_from": resumed_from, "train_seconds": round(p.train_seconds, 2),
@@ -364,7 +372,7 @@ def _train_locked(kind: str, dataset: Any, teacher_feats: torch.Tensor, cfg: Any
                "n_train_items": len(run.train), "n_val_items": len(run.val), "steps_per_epoch": per_epoch,
                "n_params": sum(x.numel() for x in run.model.parameters()), "device": str(run.device),
                "bf16": cfg.bf16, "stopped_early": p.killed}
-    if p.killed:
+    if p.killed or not run.lead:
         return summary
     _save(run, out / "checkpoint.pt", p, resolved, done=True)
     summary.update(_final_outputs(run, out, p.step, progress), config=resolved)

@@ -15,6 +15,9 @@ Run folder (``out_dir``, locked while training, see :mod:`s2ilib.core.runkit`): 
 resumes from the checkpoint; a second writer on the folder is refused at once. Every random
 draw of step t comes from a generator seeded by ``(seed, t)``, and the utterance order of epoch e
 by ``(seed, e)``, so an interrupted and resumed run makes the same draws as an uninterrupted one.
+Under torchrun every rank makes these global draws and trains on its rows of the batch, rank 0
+writes the folder (:mod:`s2ilib.training.distributed`: batch, learning rate, resume on other
+rank counts).
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import copy
 import dataclasses
 import json
 import math
+import os
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -34,19 +38,20 @@ from torch.nn import functional as F
 
 from s2ilib.models.gan import StackGenerator, build_discriminators, generator_kwargs
 from s2ilib.models.loading import GENERATOR_EMA, GanCheckpointError, generate
+from s2ilib.training import distributed
 from s2ilib.training.augment import diff_augment, parse_policy
 from s2ilib.training.gan_losses import color_consistency_loss, d_loss, g_adv_loss, kl_loss, mode_seeking_loss
 from s2ilib.core.config import save_config
 from s2ilib.core.device import resolve_device
 from s2ilib.core.io import atomic_write_text, seed_everything, torch_save_atomic
-from s2ilib.core.runkit import (check_same_run, config_diff, load_checkpoint, rng_state, set_rng_state, truncate_jsonl,
-                           writer)
+from s2ilib.core.runkit import check_same_run, config_diff, load_checkpoint, rng_state, set_rng_state, truncate_jsonl
 
 CHECKPOINT = "checkpoint.pt"
 # Keys of GanConfig that may change between a run and its resumption (they do not change the model
 # or the draws of any step).
 _RESUMABLE_KEYS = {"steps", "sample_every", "ckpt_every"}
 _CKPT_KEYS = ("G", "Ds", "G_ema", "opt_G", "opt_Ds", "step", "rng", "config", "data", "seed")
+_LOSS_KEYS = ("d_loss", "g_adv", "g_loss", "kl", "color", "mode_seeking")
 
 
 class GanDataError(ValueError):
@@ -170,6 +175,9 @@ class _Trainer:
         betas = (cfg.beta1, cfg.beta2)
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=betas)
         self.opt_Ds = [torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=betas) for D in self.Ds]
+        # What the training passes call: the networks themselves, or their DDP wrappers under torchrun
+        # (the G pass calls the bare Ds: it needs no D gradients). shard: (rows, n) of DiffAugment.
+        self.G_fwd, self.Ds_fwd, self.shard = self.G, list(self.Ds), None
 
     def state(self) -> dict[str, Any]:
         return {"G": self.G.state_dict(), "Ds": self.Ds.state_dict(), "G_ema": self.G_ema.state_dict(),
@@ -195,12 +203,12 @@ class _Trainer:
             pair = lambda t: torch.cat([t[:h], t[:h]])  # noqa: E731
             emb, eps, z = pair(emb), pair(eps), z[: 2 * h]
             reals, wrongs = [pair(r) for r in reals], [pair(w) for w in wrongs]
-        aug = (lambda x: diff_augment(x, self.policy, g)) if self.policy else (lambda x: x)  # noqa: E731
+        aug = (lambda x: diff_augment(x, self.policy, g, self.shard)) if self.policy else (lambda x: x)  # noqa: E731
         with _autocast(amp, self.device):
-            fakes, mu, logvar = self.G(z, emb, eps=eps)
+            fakes, mu, logvar = self.G_fwd(z, emb, eps=eps)
         c_d = mu.detach()  # D is conditioned on mu, as StackGAN-v2
         d_losses = []
-        for D, opt, real, wrong, fake in zip(self.Ds, self.opt_Ds, reals, wrongs, fakes):
+        for D, opt, real, wrong, fake in zip(self.Ds_fwd, self.opt_Ds, reals, wrongs, fakes):
             opt.zero_grad(set_to_none=True)
             with _autocast(amp, self.device):
                 # Separate passes keep BatchNorm statistics per kind of batch, as the authors.
@@ -291,7 +299,7 @@ def train_gan(images_uint8: torch.Tensor, cond_emb: torch.Tensor, cond_image_idx
     fixed_cond = cond_emb[:16] if fixed_cond is None else torch.as_tensor(fixed_cond).float().cpu()
     cfg_d = _cfg_dict(cfg)
     fp = _fingerprint(images_uint8, cond_emb, cond_image_idx)
-    with writer(out_dir):  # one writer per run folder; temp files of killed writes removed
+    with distributed.run_folder(out_dir, dev):  # one writer per run folder; temp files of killed writes removed
         return _train_locked(images_uint8, cond_emb, cond_image_idx, image_class, cfg, out_dir, seed, fixed_cond,
                              progress, dev, callback, sizes, cfg_d, fp)
 
@@ -318,26 +326,34 @@ def _train_locked(images_uint8, cond_emb, cond_image_idx, image_class, cfg, out_
     ckpt_path, log_path = out_dir / CHECKPOINT, out_dir / "log.jsonl"
     if ckpt_path.exists():
         start, elapsed0 = _resume(tr, ckpt_path, dev, cfg_d, fp, seed)
-    save_config({"gan": cfg_d, "seed": seed, "data": fp}, out_dir / "config.json")  # after the resume check
+    ctx = distributed.current(dev)
+    lead = ctx is None or ctx.lead  # rank 0 (or the only process) writes the run folder
+    if lead:
+        save_config({"gan": cfg_d, "seed": seed, "data": fp}, out_dir / "config.json")  # after the resume check
     summary_path = out_dir / "summary.json"
     if start >= cfg.steps and summary_path.is_file() and (out_dir / GENERATOR_EMA).exists():
         done = json.loads(summary_path.read_text())
         if done.get("steps") == cfg.steps:  # finished earlier: keep the figures measured then
             return {**done, "reused": True}
-    truncate_jsonl(log_path, start)
+    if lead:
+        truncate_jsonl(log_path, start)
 
     pyramid = image_pyramid(images_uint8, sizes)
     wrong_sampler = WrongImageSampler(torch.unique(cond_image_idx), image_class)
     n_cond = len(cond_emb)
     batch = min(cfg.batch_size, n_cond)
     steps_per_epoch = n_cond // batch
+    mine = None if ctx is None else distributed.gan_rows(batch, cfg.mode_seeking > 0, ctx)
+    if ctx is not None:
+        tr.G_fwd, tr.Ds_fwd = distributed.wrap(tr.G, ctx), [distributed.wrap(D, ctx) for D in tr.Ds]
+    take = (lambda t: t) if mine is None else (lambda t: t[mine])  # noqa: E731 (this rank's rows)
     orders: dict[int, torch.Tensor] = {}
     record: dict[str, Any] = {}
     t0 = time.perf_counter()
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=cfg.steps, initial=min(start, cfg.steps), disable=not progress, desc="GAN", unit="step")
-    with open(log_path, "a") as log:
+    bar = tqdm(total=cfg.steps, initial=min(start, cfg.steps), disable=not (progress and lead), desc="GAN", unit="step")
+    with open(log_path if lead else os.devnull, "a") as log:
         for step in range(start, cfg.steps):
             epoch, pos = divmod(step, steps_per_epoch)
             if epoch not in orders:
@@ -350,15 +366,18 @@ def _train_locked(images_uint8, cond_emb, cond_image_idx, image_class, cfg, out_
             flip_w = (torch.rand(batch, generator=g) < 0.5) & cfg.flip
             z = torch.randn(batch, cfg.z_dim, generator=g)
             eps = torch.randn(batch, cfg.ca_dim, generator=g)
-            reals = [_batch_images(p, img_idx, flip_r, dev) for p in pyramid]
-            wrongs = [_batch_images(p, wrong_idx, flip_w, dev) for p in pyramid]
-            record = tr.step(reals, wrongs, cond_emb[rows].to(dev), z.to(dev), eps.to(dev), g)
+            reals = [_batch_images(p, take(img_idx), take(flip_r), dev) for p in pyramid]
+            wrongs = [_batch_images(p, take(wrong_idx), take(flip_w), dev) for p in pyramid]
+            tr.shard = None if mine is None else (mine, batch)
+            record = tr.step(reals, wrongs, take(cond_emb[rows]).to(dev), take(z).to(dev), take(eps).to(dev), g)
+            if ctx is not None:  # the global batch's losses: means over equal shards
+                record = distributed.mean_over_ranks(record, _LOSS_KEYS, ctx)
             done = step + 1
             record = {"step": done, **record, "time": round(elapsed0 + time.perf_counter() - t0, 3)}
             log.write(json.dumps(record) + "\n")
-            if done % cfg.sample_every == 0 or done == cfg.steps:
+            if lead and (done % cfg.sample_every == 0 or done == cfg.steps):
                 _save_samples(tr.G_ema, fixed_cond.to(dev), seed, out_dir, done)
-            if done % cfg.ckpt_every == 0 or done == cfg.steps:
+            if lead and (done % cfg.ckpt_every == 0 or done == cfg.steps):
                 log.flush()
                 torch_save_atomic({**tr.state(), "step": done, "rng": rng_state(), "config": cfg_d, "data": fp,
                                    "seed": seed, "elapsed": record["time"]}, ckpt_path)
@@ -378,6 +397,8 @@ def _train_locked(images_uint8, cond_emb, cond_image_idx, image_class, cfg, out_
                "total_seconds": record.get("time"),  # all calls of this run, resumptions included
                "final": {k: record.get(k) for k in ("d_loss", "g_adv", "g_loss", "kl", "color")} if record else None,
                "generator_ema": str(out_dir / GENERATOR_EMA), "sizes": sizes, "bf16": cfg.bf16}
+    if not lead:
+        return summary
     if not (out_dir / GENERATOR_EMA).exists():
         _save_generator(tr, out_dir / GENERATOR_EMA, start, cfg_d)
     atomic_write_text(summary_path, json.dumps(summary, indent=2) + "\n")

@@ -1,0 +1,176 @@
+"""The HTML report: built from a small fixture report folder, loaded in a real headless Chromium
+(from the system packages): no console errors, every image and audio element loads, every source
+is a data URI or an existing file, and a screenshot of the right size is written."""
+from __future__ import annotations
+
+import json
+import re
+import struct
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from s2ilib.core.results import record
+from s2ilib.study import browser, html_report
+
+ROOT = Path(__file__).resolve().parent.parent
+NEEDS_BROWSER = pytest.mark.skipif(browser.find_browser() is None,
+                                   reason=browser.INSTALL_HINT + " to run the headless-browser test")
+VOICE = "espeak:en-us+m3:r170:p50:g50"
+
+
+def _cell(acc: float) -> dict:
+    return {"attr_acc": acc, "attr_acc_ci": [acc - 0.05, acc + 0.05], "attr_acc_n": 60, "attr_acc_n_groups": 20,
+            "r_precision": 0.3, "r_precision_ci": [0.2, 0.4], "r_precision_chance": 0.01, "fid": 210.0,
+            "fid_n": 60, "kid": 0.12, "kid_ci": [0.1, 0.14], "kid_n": 60, "is": 2.5, "n_images": 60}
+
+
+def _png(path: Path, colour: str, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.imshow(np.zeros((4, 8, 3)) + matplotlib.colors.to_rgb(colour))
+    ax.set_title(title)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=50)
+    plt.close(fig)
+
+
+def _fake_dataset(name: str):
+    import pandas as pd
+
+    index = pd.DataFrame({"text": ["a small red bird with a black beak", "a yellow bird with white wings"],
+                          "voice": [VOICE, VOICE]})
+    return SimpleNamespace(name=name, speech=SimpleNamespace(index=index))
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> Path:
+    """A report folder as the notebooks leave it: results.json (main, environment, notebooks), two
+    claims tables (new and old columns), Fig. 3 grids (one with audio), other figures."""
+    rep = tmp_path_factory.mktemp("report") / "smoke"
+    rep.mkdir()
+    main = {"synth-birds": {"one_stage": {"seen": _cell(0.5), "unseen": _cell(0.45)},
+                            "two_stage": {"seen": {**_cell(0.4), "wer": 0.3}}}}
+    record(rep / "results.json", "main", main, preset="smoke")
+    record(rep / "results.json", "notebooks", {"01_data_synthesis": {"status": "ok", "seconds": 7.5},
+                                              "04_baselines": {"status": "ok", "seconds": 30.0}})
+    (rep / "04_claims.csv").write_text("dataset,claim,metric,estimate,low,high,verdict\n"
+                                       "synth-birds,one-stage above two-stage,attr_acc,0.1,0.02,0.18,holds\n"
+                                       "synth-birds,one-stage KID below,kid,0.01,-0.02,0.03,undecided\n")
+    (rep / "05_claims.csv").write_text("dataset,claim,metric,ours,other,holds\nsynth-birds,old style,fid,1,2,False\n")
+    figs = rep / "figures"
+    _png(figs / "03_synth-birds_fig3.png", "tab:blue", "fig3 birds")
+    _png(figs / "03_synth-flowers_fig3.png", "tab:red", "fig3 flowers")
+    _png(figs / "06_synth-birds_interpolation.png", "tab:green", "interpolation")
+    _png(figs / "02_synth-birds_tsne.png", "tab:gray", "tsne")
+    html_report.write_fig3_audio(_fake_dataset("synth-birds"), [1, 0], figs)
+    return rep
+
+
+def test_fig3_audio_is_written_beside_the_grid(report):
+    side = json.loads((report / "figures" / "03_synth-birds_fig3_audio.json").read_text())
+    assert [r["row"] for r in side["rows"]] == [1, 2]
+    assert side["rows"][0]["text"] == "a yellow bird with white wings" and side["rows"][0]["voice"] == VOICE
+    wav = report / "figures" / side["rows"][0]["wav"]
+    assert wav.read_bytes()[:4] == b"RIFF" and wav.stat().st_size > 16000  # about 2 s of 16-bit speech
+
+
+def test_page_holds_every_part_and_notes_what_is_missing(report):
+    text = html_report.page_html(report)
+    assert "Main table (95% intervals)" in text and "0.500 [0.450, 0.550]" in text
+    assert "04_claims.csv" in text and "05_claims.csv" in text
+    assert '<td style="background:#d4edda">holds</td>' in text and ">fails</td>" in text  # old 'holds' column
+    assert text.count("<audio ") == 2  # one player per grid row of the birds grid
+    assert "03_synth-flowers_fig3_audio.json is missing" in text  # flowers: no audio, said so
+    assert "No robustness figure" in text  # absent: a visible note
+    assert "06_synth-birds_interpolation.png" in text and "02_synth-birds_tsne.png" in text
+    assert "01_data_synthesis" in text and "37.5" in text  # timings and their total
+    assert "package torch" in text
+
+
+def test_every_source_is_embedded_or_exists(report):
+    page = html_report.build_page(report)
+    sources = re.findall(r'<(?:img|audio|source)[^>]*\ssrc="([^"]*)"', page.read_text())
+    assert len(sources) == 6  # 4 figures + 2 players
+    for src in sources:
+        assert src.startswith(("data:image/png;base64,", "data:image/jpeg;base64,", "data:audio/x-wav;base64,",
+                               "data:audio/wav;base64,")) \
+            or (page.parent / src).exists(), src[:80]
+
+
+def test_missing_results_is_a_clear_error(tmp_path):
+    with pytest.raises(html_report.ReportError, match="no results file"):
+        html_report.build_page(tmp_path)
+
+
+@NEEDS_BROWSER
+def test_page_loads_in_headless_chromium(report):
+    page = html_report.build_page(report)
+    check = browser.check_page(page)
+    assert check["errors"] == [] and check["broken"] == []
+    assert len(check["images"]) == 4 and all(ok for _, ok in check["images"])
+    assert len(check["audio"]) == 2 and all(ok for _, ok in check["audio"])
+
+
+@NEEDS_BROWSER
+def test_the_check_catches_a_broken_page(tmp_path):
+    page = tmp_path / "bad.html"
+    page.write_text('<html><body><img src="missing.png"><audio src="missing.wav"></audio>'
+                    '<script>console.error("boom")</script></body></html>')
+    check = browser.check_page(page)
+    assert len(check["broken"]) == 2
+    assert "boom" in check["errors"]
+    assert {e.split("/")[-1] for e in check["errors"] if e.startswith("failed to load")} == {"missing.png", "missing.wav"}
+
+
+@NEEDS_BROWSER
+def test_publish_writes_a_screenshot(report):
+    out = html_report.publish(report, size=(1000, 1400))
+    shot = report / "index.png"
+    assert out["checked"] and out["screenshot"] == "index.png" and out["loaded_audio"] == 2
+    head = shot.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", head[16:24]) == (1000, 1400)
+    assert shot.stat().st_size > 10_000
+
+
+def test_publish_without_a_browser_says_so(report, monkeypatch):
+    monkeypatch.setattr(browser, "find_browser", lambda: None)
+    out = html_report.publish(report)
+    assert out["browser"] is None and out["screenshot"] is None and not out["checked"]
+    assert "apt-get install" in out["note"]
+
+
+def test_ci_installs_the_browser():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "apt-get install" in ci and "chromium" in ci
+
+
+@pytest.mark.slow
+def test_notebook_09_writes_the_page_and_records_it(report, tmp_path):
+    """Notebook 09 through the study runner on the fixture report (no built dataset: the birds
+    grid keeps its audio, the run folder has no dataset to synthesise more from)."""
+    import shutil
+
+    from s2ilib.core.results import load_results
+    from s2ilib.study.runner import run_study
+
+    reports = tmp_path / "reports"
+    shutil.copytree(report, reports / "smoke")
+    out = run_study("smoke", run_root=tmp_path / "runs", report_root=reports, only=["09"], progress=False)
+    res = load_results(out / "results.json")
+    section = res["report"]
+    assert section["page"] == "index.html" and (out / "index.html").stat().st_size == section["page_bytes"]
+    assert section["n_audio"] == 2 and section["n_img"] == 4
+    assert all("not built" in v for v in section["fig3_audio"].values())  # said, not silent
+    assert res["notebooks"]["09_report"]["status"] == "ok"
+    assert (out / "09_report.ipynb").exists()
+    if browser.find_browser() is None:
+        assert "apt-get install" in section["note"]
+    else:
+        assert section["checked"] and (out / "index.png").stat().st_size > 10_000

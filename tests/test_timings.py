@@ -1,0 +1,56 @@
+"""The README's timing table is generated from results.json, and the committed one is current."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from s2ilib.study import timings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _results(**books):
+    return {"environment": {"cpu": "Test CPU", "device": "cpu (2 cores)", "packages": {"torch": "9.9"}},
+            "notebooks": {name: {"status": "ok", "seconds": s, "finished": "2026-11-25T10:00:00+00:00",
+                                 "commit": "abcdef0123456789", "dirty": False} for name, s in books.items()}}
+
+
+def test_table_rows_in_order_with_total():
+    table = timings.timing_table(_results(**{"02_b": 120.0, "01_a": 60.0}))
+    lines = table.splitlines()
+    assert lines[2].startswith("| `01_a` | 1.0 min (60 s)")
+    assert lines[3].startswith("| `02_b` | 2.0 min (120 s)")
+    assert "**3.0 min**" in lines[4]
+    assert "`abcdef0`" in lines[2] and "Test CPU" in table
+
+
+def test_failed_or_missing_timings_are_errors():
+    res = _results(**{"01_a": 5.0})
+    res["notebooks"]["01_a"]["status"] = "failed"
+    with pytest.raises(timings.TimingsError, match="01_a"):
+        timings.timing_table(res)
+    with pytest.raises(timings.TimingsError, match="empty"):
+        timings.timing_table({"notebooks": {}})
+
+
+def test_update_readme_replaces_only_the_block(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- timings:small:begin -->\nold\n<!-- timings:small:end -->\nafter\n")
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps(_results(**{"01_a": 30.0})))
+    assert timings.update_readme(readme, results, "small") is True
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("after\n") and "old" not in text
+    assert timings.readme_block(readme, "small") == timings.timing_table(json.loads(results.read_text()))
+    assert timings.update_readme(readme, results, "small") is False  # idempotent
+    with pytest.raises(timings.TimingsError, match="no '<!-- timings:paper:begin -->'"):
+        timings.update_readme(readme, results, "paper")
+
+
+def test_committed_readme_table_matches_committed_report():
+    results = ROOT / "reports" / "small" / "results.json"
+    block = timings.readme_block(ROOT / "README.md", "small")
+    assert block == timings.timing_table(json.loads(results.read_text())), (
+        "README's timing table is stale: run `python -m s2ilib.study.timings --preset small`")
