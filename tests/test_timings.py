@@ -54,3 +54,25 @@ def test_committed_readme_table_matches_committed_report():
     block = timings.readme_block(ROOT / "README.md", "small")
     assert block == timings.timing_table(json.loads(results.read_text())), (
         "README's timing table is stale: run `python -m s2ilib.study.timings --preset small`")
+
+
+def test_report_outputs_do_not_make_the_tree_dirty(tmp_path):
+    import subprocess
+
+    from s2ilib.core.results import git_commit
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "results.json").write_text("{}")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", ".")
+    git("commit", "-qm", "init")
+    assert git_commit(tmp_path)["dirty"] is False
+    (tmp_path / "reports" / "results.json").write_text('{"a": 1}')  # a study writing its report
+    assert git_commit(tmp_path)["dirty"] is False
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_commit(tmp_path)["dirty"] is True

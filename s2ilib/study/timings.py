@@ -33,7 +33,7 @@ def notebook_timings(results: dict[str, Any]) -> list[dict[str, Any]]:
             raise TimingsError(f"notebook {name} has no successful timing (status {entry.get('status')!r})")
         commit = entry.get("commit")
         rows.append({"notebook": name, "seconds": float(entry["seconds"]), "finished": entry.get("finished", ""),
-                     "commit": (commit or "not recorded")[:7] + (" (dirty)" if entry.get("dirty") else "")})
+                     "commit": (commit[:7] if commit else "not recorded") + (" (dirty)" if entry.get("dirty") else "")})
     if not rows:
         raise TimingsError("results file has no notebook timings (section 'notebooks' is empty)")
     return rows
