@@ -134,8 +134,8 @@ def epoch_batches(n_frames: np.ndarray, batch_size: int, seed: int, epoch: int, 
 # one training step
 
 
-class _Run:
-    """Everything a step needs: data, model, loss, optimiser (keeps train_encoder short)."""
+class EncoderRun:
+    """Everything a step needs: data, model, loss, optimiser (also built by training.loss_balance)."""
 
     def __init__(self, kind: str, dataset: Any, teacher_feats: torch.Tensor, cfg: Any, seed: int,
                  device: torch.device):
@@ -281,7 +281,7 @@ class _Progress:
     killed: bool = False
 
 
-def _save(run: _Run, path: Path, p: _Progress, resolved: dict, done: bool = False) -> None:
+def _save(run: EncoderRun, path: Path, p: _Progress, resolved: dict, done: bool = False) -> None:
     extra = {"train_seconds": p.train_seconds, "kind": run.kind, "model_args": run.model_args,
              "tokenizer": run.tokenizer.state_dict() if run.tokenizer else None,
              "class_of": run.class_of, "config": resolved}
@@ -289,7 +289,7 @@ def _save(run: _Run, path: Path, p: _Progress, resolved: dict, done: bool = Fals
                     epoch=p.epoch, batch_in_epoch=p.pos, done=done, extra=extra)
 
 
-def _train_loop(run: _Run, p: _Progress, out: Path, resolved: dict, stop_at: int, bar) -> None:
+def _train_loop(run: EncoderRun, p: _Progress, out: Path, resolved: dict, stop_at: int, bar) -> None:
     """Steps until max_steps / the last epoch / ``stop_at``; logs, validates and checkpoints."""
     cfg = run.cfg
     at_cap = lambda: cfg.max_steps > 0 and p.step >= cfg.max_steps
@@ -352,7 +352,7 @@ def _train_locked(kind: str, dataset: Any, teacher_feats: torch.Tensor, cfg: Any
         if done.get("config") == resolved:
             return done
     seed_everything(seed)
-    run = _Run(kind, dataset, teacher_feats, cfg, seed, device)
+    run = EncoderRun(kind, dataset, teacher_feats, cfg, seed, device)
     if run.lead:
         atomic_write_text(out / "config.json", json.dumps(resolved, indent=2, sort_keys=True) + "\n")
     p = _Progress()
@@ -380,7 +380,7 @@ def _train_locked(kind: str, dataset: Any, teacher_feats: torch.Tensor, cfg: Any
     return summary
 
 
-def _final_outputs(run: _Run, out: Path, step: int, progress: bool) -> dict:
+def _final_outputs(run: EncoderRun, out: Path, step: int, progress: bool) -> dict:
     """Last validation, embeddings.pt and test retrieval per condition (into metrics.jsonl).
 
     The rows of the final step are written once: a validation the loop logged at this step, or

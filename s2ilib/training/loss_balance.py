@@ -56,9 +56,9 @@ def gradient_balance(kind: str, dataset: Any, teacher_feats: torch.Tensor, cfg: 
     """
     import time
 
-    from s2ilib.training.encoder_trainer import _Run
+    from s2ilib.training.encoder_trainer import EncoderRun
 
-    run = _Run(kind, dataset, teacher_feats, cfg, seed, torch.device(device))
+    run = EncoderRun(kind, dataset, teacher_feats, cfg, seed, torch.device(device))
     per_step: dict[str, list[float]] = {t: [] for t in TERMS}
     t0, step, epoch = time.perf_counter(), 0, 0
     while step < steps:
