@@ -102,3 +102,21 @@ def make_places(root: Path, classes=("b/bedroom", "k/kitchen"), per_class: int =
     meta = {"image_base_path": "images", "audio_base_path": "wavs", "data": data}
     (root / name).write_text(json.dumps(meta, indent=1))
     return root
+
+
+# A GAN small enough to train a few steps in a test (8 / 16 px), and data for it: 10 images of
+# 3 classes, 25 conditions whose embeddings carry their image's class.
+TINY_GAN = {"base_size": 8, "gf_dim": 8, "df_dim": 4, "z_dim": 8, "ca_dim": 6, "r_num": 1, "batch_size": 6,
+            "bf16": False}
+
+
+def tiny_gan_data():
+    """(images uint8 (10, 3, 32, 32), cond_emb (25, 12), cond_image_idx (25,), image_class (10,))."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (10, 3, 32, 32), dtype=torch.uint8, generator=g)
+    image_class = torch.arange(10) % 3
+    cond_image_idx = torch.arange(25) % 10
+    cond_emb = torch.randn(25, 12, generator=g) + image_class[cond_image_idx, None].float()
+    return images, cond_emb, cond_image_idx, image_class

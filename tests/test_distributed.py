@@ -28,6 +28,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from fixtures import TINY_GAN, tiny_gan_data
+
 from s2ilib.core.config import get_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,18 +43,8 @@ ENC_KEYS = ("jel", "norm", "kdl", "total")
 def gan_cfg(**kw):
     """Tiny GAN (8/16 px), DiffAugment on (its draws are split over the ranks too), bf16 off."""
     cfg = get_config("smoke").gan
-    return dataclasses.replace(cfg, **{"base_size": 8, "gf_dim": 8, "df_dim": 4, "z_dim": 8, "ca_dim": 6, "r_num": 1,
-                                       "batch_size": 6, "steps": K, "sample_every": 100, "ckpt_every": 2,
-                                       "bf16": False, "diffaug": "translation,cutout", **kw})
-
-
-def gan_data():
-    g = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (10, 3, 32, 32), dtype=torch.uint8, generator=g)
-    image_class = torch.arange(10) % 3
-    cond_image_idx = torch.arange(25) % 10
-    cond_emb = torch.randn(25, 12, generator=g) + image_class[cond_image_idx, None].float()
-    return images, cond_emb, cond_image_idx, image_class
+    return dataclasses.replace(cfg, **{**TINY_GAN, "steps": K, "sample_every": 100, "ckpt_every": 2,
+                                       "diffaug": "translation,cutout", **kw})
 
 
 def encoder_data(centred: bool = True):
@@ -83,7 +75,7 @@ def _worker(out: Path) -> None:
     emas = []
     update = gan_trainer.ema_update
     gan_trainer.ema_update = lambda ema, model, d: (emas.append(ema), update(ema, model, d))
-    data = gan_data()
+    data = tiny_gan_data()
 
     def kill(step, record):
         if step == J:
@@ -122,7 +114,7 @@ def test_gan_two_ranks_match_one_process_and_resume_on_one(two_ranks, tmp_path, 
     from s2ilib.training.gan_trainer import train_gan
 
     assert json.loads((two_ranks / "ranks.json").read_text()) == {"world": 2, "ema_same": True}
-    data = gan_data()
+    data = tiny_gan_data()
     train_gan(*data, gan_cfg(), tmp_path / "one", seed=5, progress=False, device="cpu")
     two, one = _log(two_ranks / "gan" / "log.jsonl", GAN_KEYS), _log(tmp_path / "one" / "log.jsonl", GAN_KEYS)
     assert two.shape == one.shape == (K, 7)

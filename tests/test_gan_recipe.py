@@ -7,6 +7,7 @@ import dataclasses
 
 import pytest
 import torch
+from fixtures import TINY_GAN, tiny_gan_data
 
 from s2ilib.core.config import ConfigError, get_config
 from s2ilib.models.gan import ScaleDiscriminator
@@ -105,19 +106,13 @@ def test_mode_seeking_loss_falls_as_images_differ():
 
 def _tiny(**kw):
     cfg = get_config("smoke", {"gan.recipe": "modern"}).gan
-    base = dict(base_size=8, gf_dim=8, df_dim=4, z_dim=8, ca_dim=6, r_num=1, batch_size=6, steps=6,
-                sample_every=3, ckpt_every=2, bf16=False)
+    base = dict(TINY_GAN, steps=6, sample_every=3, ckpt_every=2)
     return dataclasses.replace(cfg, **{**base, **kw})
 
 
 @pytest.fixture(scope="module")
 def data():
-    g = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (10, 3, 32, 32), dtype=torch.uint8, generator=g)
-    image_class = torch.arange(10) % 3
-    idx = torch.arange(25) % 10
-    emb = torch.randn(25, 12, generator=g) + image_class[idx, None].float()
-    return images, emb, idx, image_class
+    return tiny_gan_data()
 
 
 def test_modern_recipe_trains_and_resumes_exactly(tmp_path, data):

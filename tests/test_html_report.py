@@ -8,6 +8,7 @@ import re
 import struct
 from pathlib import Path
 from types import SimpleNamespace
+from urllib.parse import unquote
 
 import numpy as np
 import pytest
@@ -94,14 +95,13 @@ def test_page_holds_every_part_and_notes_what_is_missing(report):
     assert "package torch" in text
 
 
-def test_every_source_is_embedded_or_exists(report):
+def test_every_source_is_a_file_beside_the_page(report):
     page = html_report.build_page(report)
     sources = re.findall(r'<(?:img|audio|source)[^>]*\ssrc="([^"]*)"', page.read_text())
     assert len(sources) == 6  # 4 figures + 2 players
     for src in sources:
-        assert src.startswith(("data:image/png;base64,", "data:image/jpeg;base64,", "data:audio/x-wav;base64,",
-                               "data:audio/wav;base64,")) \
-            or (page.parent / src).exists(), src[:80]
+        assert src.startswith("figures/") and (page.parent / unquote(src)).is_file(), src
+    assert page.stat().st_size < 100_000  # linked, not a second copy of every figure
 
 
 def test_missing_results_is_a_clear_error(tmp_path):

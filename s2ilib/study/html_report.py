@@ -5,7 +5,9 @@ The page holds, in this order: the main table with 95% intervals (``results.json
 (``NN_claims.csv``) with its verdicts, the Fig. 3 grids (``figures/03_<dataset>_fig3.png``) with
 an audio player per grid row, the interpolation and robustness figures, the other figures, the
 environment (``environment``) and the notebook timings (``notebooks``). Images and audio are
-embedded as base64 data URIs, so the page is one file that can be mailed or opened offline.
+linked by relative paths into ``figures/`` beside the page (the files the notebooks already
+committed), so the page adds a few hundred kB, not a second copy of every figure; copy the report
+folder, not the page alone.
 A missing part is a visible note on the page, never a silent gap.
 
 The audio of a Fig. 3 grid lives beside its figure: ``figures/03_<dataset>_fig3_audio.json``
@@ -19,13 +21,12 @@ a browser it says so in its result and skips the check and the screenshot.
 """
 from __future__ import annotations
 
-import base64
 import html
 import json
-import mimetypes
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from s2ilib.core.io import atomic_write_text
 from s2ilib.core.results import load_results
@@ -34,8 +35,6 @@ PAGE = "index.html"
 FIG3_ROWS = 4  # notebook 03's default n_utterances: the rows of its Fig. 3 grid
 SHOT = "index.png"
 SHOT_SIZE = (1280, 2000)
-MAX_WIDTH = 1600  # px of an embedded figure
-JPEG_QUALITY = 88
 FIG3 = re.compile(r"^03_(?P<dataset>.+)_fig3\.png$")
 # figures with their own section: pattern -> heading
 NAMED_FIGURES = {"interpolation": "Interpolation between utterances", "robustness": "Robustness to unseen speech"}
@@ -60,29 +59,9 @@ class ReportError(ValueError):
 # pieces of the page
 
 
-def data_uri(path: Path) -> str:
-    """``data:<mime>;base64,...`` of a file (png, wav, ...)."""
-    mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    return f"data:{mime};base64,{base64.b64encode(Path(path).read_bytes()).decode('ascii')}"
-
-
-def image_uri(path: Path, max_width: int = MAX_WIDTH, quality: int = JPEG_QUALITY) -> str:
-    """A figure as a data URI: the PNG itself, or a JPEG (at most ``max_width`` px wide) when that
-    is smaller -- the image grids are photographs in effect and shrink about threefold."""
-    import io
-
-    from PIL import Image
-
-    raw = Path(path).read_bytes()
-    with Image.open(io.BytesIO(raw)) as im:
-        im = im.convert("RGB")
-        if im.width > max_width:
-            im = im.resize((max_width, round(im.height * max_width / im.width)), Image.LANCZOS)
-        buf = io.BytesIO()
-        im.save(buf, "JPEG", quality=quality, optimize=True)
-    if buf.tell() < len(raw):
-        return f"data:image/jpeg;base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
-    return data_uri(path)
+def figure_src(path: Path, figures: Path) -> str:
+    """``path`` (a file under the report's ``figures`` folder) as a URL relative to the page."""
+    return "figures/" + quote(Path(path).relative_to(figures).as_posix())
 
 
 def _note(text: str) -> str:
@@ -91,7 +70,7 @@ def _note(text: str) -> str:
 
 def _figure(path: Path, caption: str | None = None) -> str:
     cap = html.escape(caption or path.name)
-    return f'<figure><img src="{image_uri(path)}" alt="{cap}"><figcaption>{cap}</figcaption></figure>'
+    return f'<figure><img src="{figure_src(path, path.parent)}" alt="{cap}"><figcaption>{cap}</figcaption></figure>'
 
 
 def main_table_html(results: dict[str, Any]) -> str:
@@ -176,7 +155,7 @@ def fig3_html(figures: Path) -> str:
             cells = "".join(
                 f"<tr><td>{k + 1}</td><td>{html.escape(str(r.get('text', '')))}</td>"
                 f"<td><code>{html.escape(str(r.get('voice', '')))}</code></td>"
-                f'<td><audio controls preload="metadata" src="{data_uri(figures / r["wav"])}"></audio></td></tr>'
+                f'<td><audio controls preload="metadata" src="{figure_src(figures / r["wav"], figures)}"></audio></td></tr>'
                 for k, r in enumerate(rows))
             side = f"<table><tr><th>grid row</th><th>caption</th><th>voice</th><th>speech</th></tr>{cells}</table>"
         parts.append(f"<h3>{html.escape(dataset)}</h3><div class=\"fig3\">{_figure(grid)}{side}</div>")
@@ -218,15 +197,19 @@ def environment_html(results: dict[str, Any]) -> str:
 
 
 def timings_html(results: dict[str, Any]) -> str:
-    books = results.get("notebooks") or {}
-    if not books:
-        return _note("results.json records no notebook runs.")
-    total = sum(float(b.get("seconds") or 0) for b in books.values())
-    rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{html.escape(str(b.get('status')))}</td>"
-                   f"<td>{b.get('seconds', '')}</td><td>{html.escape(str(b.get('finished', '')))}</td></tr>"
-                   for name, b in sorted(books.items()))
-    return (f"<table><tr><th>notebook</th><th>status</th><th>seconds</th><th>finished</th></tr>{rows}"
-            f"<tr><th>total</th><td></td><th>{total:.1f}</th><td></td></tr></table>")
+    """The notebooks' wall times (:func:`s2ilib.study.timings.notebook_timings`, as in the README)."""
+    from s2ilib.study.timings import TimingsError, notebook_timings
+
+    try:
+        rows = notebook_timings(results)
+    except TimingsError as exc:
+        return _note(f"No timing table: {exc}.")
+    cells = "".join(f"<tr><td>{html.escape(r['notebook'])}</td><td>{r['seconds']:.1f}</td>"
+                    f"<td>{html.escape(r['finished'])}</td><td><code>{html.escape(r['commit'])}</code></td></tr>"
+                    for r in rows)
+    total = sum(r["seconds"] for r in rows)
+    return (f"<table><tr><th>notebook</th><th>seconds</th><th>finished</th><th>commit</th></tr>{cells}"
+            f"<tr><th>total</th><th>{total:.1f}</th><td></td><td></td></tr></table>")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -234,7 +217,7 @@ def timings_html(results: dict[str, Any]) -> str:
 
 
 def page_html(report_dir: str | Path, results_path: str | Path | None = None) -> str:
-    """The whole page as one string (everything embedded). ``results_path``: the results file
+    """The whole page as one string (figures and audio linked from ``figures/``). ``results_path``: the results file
     (default ``<report_dir>/results.json``; a variant's report folder uses its preset's)."""
     report_dir = Path(report_dir)
     results_path = Path(results_path) if results_path else report_dir / "results.json"
