@@ -28,6 +28,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "modern-kl0": {"gan.recipe": "modern", "gan.kl_coef": 0.0},
     "modern-kl0-w24": {"gan.recipe": "modern", "gan.kl_coef": 0.0, "gan.gf_dim": 24, "gan.df_dim": 24},
     "modern-kl0-noms": {"gan.recipe": "modern", "gan.kl_coef": 0.0, "gan.mode_seeking": 0.0},
+    "authors-con": {"gan.contrastive": 1.0},  # the authors' recipe plus the XMC-GAN contrastive term
+    "authors-con-kl0": {"gan.contrastive": 1.0, "gan.kl_coef": 0.0},
+    "modern-con": {"gan.recipe": "modern", "gan.contrastive": 1.0, "gan.mode_seeking": 0.0},
+    "dfgan": {"gan.recipe": "dfgan"},  # one 64 px stage of condition-modulated blocks, MA-GP
+    "dfgan-da": {"gan.recipe": "dfgan", "gan.diffaug": "translation,cutout"},
+    "dfgan-w24": {"gan.recipe": "dfgan", "gan.gf_dim": 24},
 }
 METRICS = ("attr_acc", "attr_acc_ci", "attr_acc_shuffled", "r_precision", "r_precision_ci", "fid", "kid")
 

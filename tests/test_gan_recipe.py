@@ -4,6 +4,7 @@ and resumes exactly."""
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from s2ilib.core.config import ConfigError, get_config
 from s2ilib.models.gan import ScaleDiscriminator
 from s2ilib.training.augment import cutout, diff_augment, parse_policy, translation
 from s2ilib.training.gan_losses import d_loss, g_adv_loss, mode_seeking_loss
-from s2ilib.training.gan_trainer import train_gan
+from s2ilib.training.gan_trainer import _Trainer, train_gan
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -126,3 +127,30 @@ def test_modern_recipe_trains_and_resumes_exactly(tmp_path, data):
     a = torch.load(tmp_path / "full" / "generator_ema.pt", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "part" / "generator_ema.pt", weights_only=True)["state_dict"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_info_nce_known_answers():
+    from s2ilib.training.tree_step import info_nce
+
+    eye = torch.eye(4)
+    assert float(info_nce(eye, eye, tau=0.01)) < 1e-6  # each image picks its own condition
+    same = torch.ones(4, 3)
+    assert float(info_nce(same, same)) == pytest.approx(math.log(4), rel=1e-5)  # no information: log B
+    assert float(info_nce(eye, eye.roll(1, dims=0), tau=0.01)) > 50  # every row picks a wrong one
+
+
+def test_contrastive_switch_adds_its_term_to_both_losses():
+    data = tiny_gan_data()
+    images, emb = data[0], data[1]
+    reals = [images[:6, :, :8, :8].float() / 127.5 - 1, images[:6, :, :16, :16].float() / 127.5 - 1]
+    wrongs = [images[4:, :, :8, :8].float() / 127.5 - 1, images[4:, :, :16, :16].float() / 127.5 - 1]
+    cfg = _tiny(mode_seeking=0.0, branches=2, contrastive=0.5)
+    tr = _Trainer(cfg, 12, torch.device("cpu"))
+    out = tr.step(reals, wrongs, emb[:6], torch.randn(6, cfg.z_dim), torch.randn(6, cfg.ca_dim))
+    assert len(out["d_contrastive"]) == len(out["g_contrastive"]) == 2  # one term per scale
+    assert all(0 < v < 10 for v in out["d_contrastive"] + out["g_contrastive"])
+    plain = ScaleDiscriminator(8, df_dim=4, cond_dim=6)
+    with pytest.raises(ValueError, match="contrastive=True"):
+        plain(torch.zeros(2, 3, 8, 8), torch.zeros(2, 6), pair=True)
+    with pytest.raises(ConfigError, match="gan.contrastive"):
+        get_config("smoke", {"gan.recipe": "dfgan", "gan.contrastive": 1.0})

@@ -131,6 +131,14 @@ class GanConfig:
     projection: bool = False  # projection discriminator (Miyato & Koyama 2018) for the conditional logit
     diffaug: str = ""  # DiffAugment policy for D: "", "translation", "cutout", "translation,cutout"
     mode_seeking: float = 0.0  # MSGAN weight: pairs of noises per condition, 1 / (|G(z1)-G(z2)| / |z1-z2|)
+    contrastive: float = 0.0  # XMC-GAN InfoNCE weight between D's image code and the condition (tree)
+    # "stackgan2": the authors' tree of stages; "fusion": one stage whose every block is modulated by
+    # the condition, with DF-GAN's one-logit discriminator at the output size (s2ilib.models.fusion_gan).
+    arch: str = "stackgan2"
+    ma_gp: float = 0.0  # matching-aware gradient penalty weight (DF-GAN: 2; fusion arch only)
+    ma_gp_power: float = 6.0  # its exponent on the gradient norm (DF-GAN: 6)
+    # Lazy regularisation (StyleGAN2): the penalty on every k-th step only, weighted by k (k = 1: every step).
+    ma_gp_every: int = 1
 
 
 # Named bundles of GAN switches (gan.recipe). Keys a preset or an override sets explicitly win.
@@ -138,6 +146,9 @@ RECIPES: dict[str, dict[str, Any]] = {
     "stackgan2": {},
     "modern": {"d_loss": "hinge", "spectral_norm": True, "projection": True, "diffaug": "translation,cutout",
                "mode_seeking": 1.0, "lr_g": 2e-4, "lr_d": 4e-4, "beta1": 0.0, "beta2": 0.9},
+    # DF-GAN (Tao et al. 2022): fusion blocks, hinge loss, MA-GP (2, power 6), lr 1e-4 / 4e-4, no CA.
+    "dfgan": {"arch": "fusion", "d_loss": "hinge", "ma_gp": 2.0, "ma_gp_power": 6.0, "kl_coef": 0.0,
+              "lr_g": 1e-4, "lr_d": 4e-4, "beta1": 0.0, "beta2": 0.9},
 }
 
 

@@ -124,6 +124,10 @@ RANGES: dict[str, Range] = {
     "gan.sample_every": _ge(1),
     "gan.ckpt_every": _ge(1),
     "gan.mode_seeking": _NONNEG,
+    "gan.ma_gp": _NONNEG,
+    "gan.contrastive": _NONNEG,
+    "gan.ma_gp_power": _POS,
+    "gan.ma_gp_every": _ge(1),
     # eval
     "eval.images_per_caption": _ge(1),
     "eval.captions_per_image": _ge(0, "0: all"),
@@ -178,6 +182,12 @@ def validate(cfg: Any) -> Any:
                           f"gan.branches = {g.branches} (each next stage halves the channels, down to 2)")
     if cfg.eval.reader_source not in ("rendered", "real"):
         raise ConfigError(f"eval.reader_source = {cfg.eval.reader_source!r}: choose one of rendered, real")
+    if g.contrastive > 0 and g.arch == "fusion":
+        raise ConfigError(f"gan.contrastive = {g.contrastive} applies to gan.arch = stackgan2 only; set it to 0")
+    if g.arch not in ("stackgan2", "fusion"):
+        raise ConfigError(f"gan.arch = {g.arch!r}: choose one of stackgan2, fusion")
+    if g.ma_gp > 0 and g.arch != "fusion":
+        raise ConfigError(f"gan.ma_gp = {g.ma_gp} applies to gan.arch = fusion only (got {g.arch!r}); set it to 0")
     if g.d_loss not in ("bce", "hinge"):
         raise ConfigError(f"gan.d_loss = {g.d_loss!r}: choose one of bce, hinge")
     bad = [p for p in (s.strip() for s in g.diffaug.split(",")) if p and p not in ("translation", "cutout")]

@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from s2ilib.models.fusion_gan import FusionDiscriminator, FusionGenerator
+
 
 class GLU(nn.Module):
     """Gated linear unit over channels: the first half gated by the sigmoid of the second."""
@@ -199,7 +201,7 @@ class ScaleDiscriminator(nn.Module):
     """
 
     def __init__(self, size: int, df_dim: int = 64, cond_dim: int = 128, spectral_norm: bool = False,
-                 projection: bool = False):
+                 projection: bool = False, contrastive: bool = False):
         super().__init__()
         n_down = _log2_steps(size, 4, "discriminator size")
         if n_down < 1:
@@ -222,20 +224,28 @@ class ScaleDiscriminator(nn.Module):
             self.joint = _block_lrelu(code + cond_dim, code, 3, 1, sn=sn)
             self.cond_logit = _sn(nn.Conv2d(code, 1, kernel_size=4, stride=4), sn)
         self.uncond_logit = _sn(nn.Conv2d(code, 1, kernel_size=4, stride=4), sn)
+        # contrastive: the condition mapped into the pooled image code's space, for the InfoNCE term
+        # of s2ilib.training.tree_step (``forward(..., pair=True)``)
+        self.contrast = _sn(nn.Linear(cond_dim, code, bias=False), sn) if contrastive else None
         if not sn:  # orthogonal init would fight the spectral-norm parametrisation
             init_weights(self)
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, c: torch.Tensor, pair: bool = False) -> tuple:
+        """(cond logit (B,), uncond logit (B,)); ``pair``: also (pooled code (B, K), mapped c (B, K))."""
         if x.shape[-1] != self.size:
             raise ValueError(f"ScaleDiscriminator({self.size}) got images of size {tuple(x.shape)}")
         code = self.encode(x)
         uncond = self.uncond_logit(code).view(-1)
         if self.projection:
-            proj = (self.embed(c.to(code.dtype)) * code.sum(dim=(2, 3))).sum(dim=1)
-            return uncond + proj, uncond
-        c_map = c[:, :, None, None].expand(-1, -1, 4, 4).to(code.dtype)
-        joint = self.joint(torch.cat([c_map, code], dim=1))
-        return self.cond_logit(joint).view(-1), uncond
+            cond = uncond + (self.embed(c.to(code.dtype)) * code.sum(dim=(2, 3))).sum(dim=1)
+        else:
+            c_map = c[:, :, None, None].expand(-1, -1, 4, 4).to(code.dtype)
+            cond = self.cond_logit(self.joint(torch.cat([c_map, code], dim=1))).view(-1)
+        if not pair:
+            return cond, uncond
+        if self.contrast is None:
+            raise ValueError("pair=True needs a discriminator built with contrastive=True")
+        return cond, uncond, (code.mean(dim=(2, 3)), self.contrast(c.to(code.dtype)))
 
 
 def init_weights(module: nn.Module) -> None:
@@ -251,15 +261,45 @@ def init_weights(module: nn.Module) -> None:
 
 
 def build_discriminators(sizes: list[int], df_dim: int, cond_dim: int, spectral_norm: bool = False,
-                         projection: bool = False) -> nn.ModuleList:
+                         projection: bool = False, contrastive: bool = False) -> nn.ModuleList:
     """One :class:`ScaleDiscriminator` per generator branch size."""
-    return nn.ModuleList([ScaleDiscriminator(s, df_dim, cond_dim, spectral_norm, projection) for s in sizes])
+    return nn.ModuleList([ScaleDiscriminator(s, df_dim, cond_dim, spectral_norm, projection, contrastive)
+                          for s in sizes])
 
 
-def generator_kwargs(cfg: Any, cond_dim: int) -> dict[str, int]:
-    """StackGenerator arguments from a :class:`s2ilib.core.config.GanConfig` and the embedding size."""
+def generator_kwargs(cfg: Any, cond_dim: int) -> dict[str, Any]:
+    """Generator arguments from a :class:`s2ilib.core.config.GanConfig` and the embedding size
+    (``arch`` = "fusion": :class:`s2ilib.models.fusion_gan.FusionGenerator` at the output size)."""
+    if getattr(cfg, "arch", "stackgan2") == "fusion":
+        return dict(arch="fusion", size=output_sizes(cfg)[-1], gf_dim=cfg.gf_dim, z_dim=cfg.z_dim,
+                    ca_dim=cfg.ca_dim, cond_dim=cond_dim)
     return dict(branches=cfg.branches, base_size=cfg.base_size, gf_dim=cfg.gf_dim, z_dim=cfg.z_dim,
                 ca_dim=cfg.ca_dim, cond_dim=cond_dim, r_num=cfg.r_num)
+
+
+def output_sizes(cfg: Any) -> list[int]:
+    """Image sizes the generator of ``cfg`` outputs: every branch of the tree, or the fusion
+    generator's one image at the tree's final size ``base_size * 2**(branches - 1)``."""
+    sizes = [cfg.base_size * 2 ** k for k in range(cfg.branches)]
+    return sizes[-1:] if getattr(cfg, "arch", "stackgan2") == "fusion" else sizes
+
+
+def make_generator(kwargs: dict[str, Any]) -> nn.Module:
+    """The generator recorded by ``kwargs`` (a checkpoint's ``kwargs``; ``arch`` picks the class)."""
+    kwargs = dict(kwargs)
+    if kwargs.pop("arch", "stackgan2") == "fusion":
+        return FusionGenerator(**kwargs)
+    return StackGenerator(**kwargs)
+
+
+def build_networks(cfg: Any, cond_dim: int) -> tuple[nn.Module, nn.ModuleList]:
+    """(G, per-scale Ds) of a GanConfig. Fusion: one D at the output size, conditioned on the
+    embedding itself; the tree: StackGAN-v2's Ds conditioned on the CA mean (``ca_dim``)."""
+    G = make_generator(generator_kwargs(cfg, cond_dim))
+    if getattr(cfg, "arch", "stackgan2") == "fusion":
+        return G, nn.ModuleList([FusionDiscriminator(s, cfg.df_dim, cond_dim) for s in G.sizes])
+    return G, build_discriminators(G.sizes, cfg.df_dim, cfg.ca_dim, spectral_norm=cfg.spectral_norm,
+                                   projection=cfg.projection, contrastive=cfg.contrastive > 0)
 
 
 def _log2_steps(size: int, start: int, what: str) -> int:

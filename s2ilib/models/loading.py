@@ -10,7 +10,7 @@ import torch
 from s2ilib.core.runkit import CheckpointError
 from s2ilib.core.runkit import load_checkpoint as _load_state
 from s2ilib.models.encoders import ClassifierEncoder, SpeechEncoder, TextEncoder, Tokenizer
-from s2ilib.models.gan import StackGenerator
+from s2ilib.models.gan import StackGenerator, make_generator
 
 
 GENERATOR_EMA = "generator_ema.pt"
@@ -33,7 +33,7 @@ def load_generator(path: str | Path, device: str = "cpu") -> StackGenerator:
     blob = _load_state(path, GanCheckpointError, ("state_dict", "kwargs"), map_location=device,
                            what="generator checkpoint")
     try:
-        G = StackGenerator(**blob["kwargs"])
+        G = make_generator(blob["kwargs"])
         G.load_state_dict(blob["state_dict"])
     except (RuntimeError, ValueError, KeyError, TypeError) as exc:
         raise GanCheckpointError(f"{path}: generator weights do not fit its recorded architecture "

@@ -36,12 +36,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from s2ilib.models.gan import StackGenerator, build_discriminators, generator_kwargs
+from s2ilib.models.gan import StackGenerator, build_networks, output_sizes
 from s2ilib.models.loading import GENERATOR_EMA, GanCheckpointError, generate
 from s2ilib.training import distributed
 from s2ilib.training.augment import diff_augment, parse_policy
-from s2ilib.training.gan_losses import color_consistency_loss, d_loss, g_adv_loss, kl_loss, mode_seeking_loss
-from s2ilib.core.config import save_config
+from s2ilib.training.fusion_step import fusion_step
+from s2ilib.training.tree_step import tree_step
+from s2ilib.core.config import GanConfig, save_config
 from s2ilib.core.device import resolve_device
 from s2ilib.core.io import atomic_write_text, seed_everything, torch_save_atomic
 from s2ilib.core.runkit import check_same_run, config_diff, load_checkpoint, rng_state, set_rng_state, truncate_jsonl
@@ -51,7 +52,7 @@ CHECKPOINT = "checkpoint.pt"
 # or the draws of any step).
 _RESUMABLE_KEYS = {"steps", "sample_every", "ckpt_every"}
 _CKPT_KEYS = ("G", "Ds", "G_ema", "opt_G", "opt_Ds", "step", "rng", "config", "data", "seed")
-_LOSS_KEYS = ("d_loss", "g_adv", "g_loss", "kl", "color", "mode_seeking")
+_LOSS_KEYS = ("d_loss", "g_adv", "g_loss", "kl", "color", "mode_seeking", "ma_gp", "d_contrastive", "g_contrastive")
 
 
 class GanDataError(ValueError):
@@ -167,9 +168,8 @@ class _Trainer:
 
     def __init__(self, cfg: Any, cond_dim: int, device: torch.device):
         self.cfg, self.device = cfg, device
-        self.G = StackGenerator(**generator_kwargs(cfg, cond_dim)).to(device)
-        self.Ds = build_discriminators(self.G.sizes, cfg.df_dim, cfg.ca_dim, spectral_norm=cfg.spectral_norm,
-                                       projection=cfg.projection).to(device)
+        G, Ds = build_networks(cfg, cond_dim)
+        self.G, self.Ds = G.to(device), Ds.to(device)
         self.policy = parse_policy(cfg.diffaug)
         self.G_ema = copy.deepcopy(self.G).requires_grad_(False)
         betas = (cfg.beta1, cfg.beta2)
@@ -204,44 +204,10 @@ class _Trainer:
             emb, eps, z = pair(emb), pair(eps), z[: 2 * h]
             reals, wrongs = [pair(r) for r in reals], [pair(w) for w in wrongs]
         aug = (lambda x: diff_augment(x, self.policy, g, self.shard)) if self.policy else (lambda x: x)  # noqa: E731
-        with _autocast(amp, self.device):
-            fakes, mu, logvar = self.G_fwd(z, emb, eps=eps)
-        c_d = mu.detach()  # D is conditioned on mu, as StackGAN-v2
-        d_losses = []
-        for D, opt, real, wrong, fake in zip(self.Ds_fwd, self.opt_Ds, reals, wrongs, fakes):
-            opt.zero_grad(set_to_none=True)
-            with _autocast(amp, self.device):
-                # Separate passes keep BatchNorm statistics per kind of batch, as the authors.
-                r_c, r_u = D(aug(real), c_d)
-                w_c, _ = D(aug(wrong), c_d)
-                f_c, f_u = D(aug(fake.detach()), c_d)
-            loss, _ = d_loss(r_c, f_c, w_c, r_u, f_u, cfg.uncond_loss, kind=cfg.d_loss)
-            loss.backward()
-            opt.step()
-            d_losses.append(float(loss.detach()))
-
-        self.opt_G.zero_grad(set_to_none=True)
-        self.Ds.requires_grad_(False)  # no D weight gradients in the G pass (saves a third of D backward)
-        g_adv = []
-        with _autocast(amp, self.device):
-            outs = [D(aug(fake), mu) for D, fake in zip(self.Ds, fakes)]  # mu not detached: CA learns from D
-        for f_c, f_u in outs:
-            g_adv.append(g_adv_loss(f_c, f_u, cfg.uncond_loss, kind=cfg.d_loss))
-        kl = kl_loss(mu, logvar)
-        color = color_consistency_loss(fakes, cfg.color_coef)
-        ms = fakes[-1].new_zeros((), dtype=torch.float32)
-        if cfg.mode_seeking > 0:
-            h = len(z) // 2
-            ms = cfg.mode_seeking * mode_seeking_loss(fakes[-1][:h], fakes[-1][h:], z[:h], z[h:])
-        g_total = sum(g_adv) + cfg.kl_coef * kl + color + ms
-        g_total.backward()
-        self.opt_G.step()
-        self.Ds.requires_grad_(True)
+        autocast = lambda: _autocast(amp, self.device)  # noqa: E731
+        step = fusion_step if cfg.arch == "fusion" else tree_step  # DF-GAN's objective, or StackGAN-v2's
+        out = step(self, reals, wrongs, emb, z, eps, aug, autocast)
         ema_update(self.G_ema, self.G, cfg.ema_decay)
-        out = {"d_loss": d_losses, "g_adv": [float(x.detach()) for x in g_adv], "g_loss": float(g_total.detach()),
-               "kl": float(kl.detach()), "color": float(color.detach())}
-        if cfg.mode_seeking > 0:
-            out["mode_seeking"] = float(ms.detach())
         return out
 
 
@@ -252,7 +218,8 @@ def _cfg_dict(cfg: Any) -> dict[str, Any]:
 def _check_resumable(ckpt: dict[str, Any], cfg_d: dict[str, Any], fp: dict[str, Any], seed: int,
                      path: Path) -> None:
     """The checkpoint's run (GAN config, seed, data fingerprint) must be this one, training length aside."""
-    old = {"gan": ckpt["config"], "seed": ckpt["seed"], "data": ckpt["data"]}
+    # A switch added after the checkpoint was written is absent from it: the run had its default.
+    old = {"gan": {**_cfg_dict(GanConfig()), **ckpt["config"]}, "seed": ckpt["seed"], "data": ckpt["data"]}
     new = {"gan": cfg_d, "seed": seed, "data": fp}
     ignore = {f"gan.{k}" for k in _RESUMABLE_KEYS}
     changed = {k.split(".")[0] for k in config_diff(old, new, ignore)}
@@ -294,7 +261,7 @@ def train_gan(images_uint8: torch.Tensor, cond_emb: torch.Tensor, cond_image_idx
     cond_image_idx = torch.as_tensor(cond_image_idx).long().cpu()
     image_class = torch.as_tensor(image_class).long().cpu()
     cond_emb = torch.as_tensor(cond_emb).float().cpu()
-    sizes = [cfg.base_size * 2 ** k for k in range(cfg.branches)]
+    sizes = output_sizes(cfg)
     _check_inputs(images_uint8, cond_emb, cond_image_idx, image_class, sizes[-1])
     fixed_cond = cond_emb[:16] if fixed_cond is None else torch.as_tensor(fixed_cond).float().cpu()
     cfg_d = _cfg_dict(cfg)
@@ -368,7 +335,7 @@ def _train_locked(images_uint8, cond_emb, cond_image_idx, image_class, cfg, out_
             eps = torch.randn(batch, cfg.ca_dim, generator=g)
             reals = [_batch_images(p, take(img_idx), take(flip_r), dev) for p in pyramid]
             wrongs = [_batch_images(p, take(wrong_idx), take(flip_w), dev) for p in pyramid]
-            tr.shard = None if mine is None else (mine, batch)
+            tr.shard, tr.step_no = (None if mine is None else (mine, batch)), step  # step_no: lazy MA-GP
             record = tr.step(reals, wrongs, take(cond_emb[rows]).to(dev), take(z).to(dev), take(eps).to(dev), g)
             if ctx is not None:  # the global batch's losses: means over equal shards
                 record = distributed.mean_over_ranks(record, _LOSS_KEYS, ctx)
