@@ -2,6 +2,7 @@
 
     python benchmarks/gan_sweep.py --preset small --dataset synth-birds --minutes 4 \
         [--variants authors,modern,modern-kl0,authors-kl0] [--run-root runs] [--out reports/small/sweep]
+    python benchmarks/gan_sweep.py --preset small --variants authors --steps 5000,7500,10000   # a curve
 
 Needs the dataset and the teacher-student speech encoder of the preset (notebooks 01-02, e.g.
 ``s2i study --preset small --only 01,02``). For every variant (a set of config overrides on the
@@ -31,6 +32,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "authors-con": {"gan.contrastive": 1.0},  # the authors' recipe plus the XMC-GAN contrastive term
     "authors-con-kl0": {"gan.contrastive": 1.0, "gan.kl_coef": 0.0},
     "modern-con": {"gan.recipe": "modern", "gan.contrastive": 1.0, "gan.mode_seeking": 0.0},
+    "contrastive": {"gan.recipe": "contrastive"},  # the same switches as modern-con, named once
     "dfgan": {"gan.recipe": "dfgan"},  # one 64 px stage of condition-modulated blocks, MA-GP
     "dfgan-da": {"gan.recipe": "dfgan", "gan.diffaug": "translation,cutout"},
     "dfgan-w24": {"gan.recipe": "dfgan", "gan.gf_dim": 24},
@@ -65,7 +67,30 @@ def _flat_scores(cell: dict[str, Any]) -> dict[str, Any]:
     return {m: cell.get(m) for m in METRICS if m in cell}
 
 
-def run_variant(name: str, overrides: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+def warm_start(paths: Any, ds_name: str, overrides: dict[str, Any], steps: int, args: argparse.Namespace) -> str | None:
+    """Copy the longest finished run of the same variant with fewer steps (the preset's own length
+    included) into this run's empty folder, so training resumes from it: resumption is exact (every
+    draw of step t is seeded by (seed, t)), so the result equals a run from scratch."""
+    import shutil
+
+    from s2ilib.core.config import get_config
+    from s2ilib.study.paths import RunPaths
+
+    dest = paths.gan(ds_name, "one_stage")
+    if (dest / "checkpoint.pt").exists():
+        return None
+    shorter = sorted({*args.steps, get_config(args.preset, overrides).gan.steps} - {steps})
+    for n in reversed([n for n in shorter if n < steps]):
+        cfg_n = get_config(args.preset, {**overrides, "gan.steps": n})
+        src = RunPaths.create(args.run_root, args.out, cfg_n).gan(ds_name, "one_stage")
+        summary = src / "summary.json"
+        if summary.is_file() and json.loads(summary.read_text()).get("steps") == n:
+            shutil.copytree(src, dest, ignore=shutil.ignore_patterns(".lock"), dirs_exist_ok=True)
+            return str(src)
+    return None
+
+
+def run_variant(name: str, overrides: dict[str, Any], args: argparse.Namespace, steps: int | None = None) -> dict[str, Any]:
     from s2ilib.core.config import get_config
     from s2ilib.evaluation.main import run_main_evaluation
     from s2ilib.study import analysis, stages
@@ -76,10 +101,12 @@ def run_variant(name: str, overrides: dict[str, Any], args: argparse.Namespace) 
     ds = stages.load_built_dataset(args.dataset, base_paths)
     emb = stages.load_embeddings(base_paths, ds.name, "speech_ts")
     rate = steps_per_second(cfg.gan, int(emb["emb"].shape[1]))
-    steps = max(50, int(round(args.minutes * 60 * rate / 50)) * 50)
+    if steps is None:
+        steps = max(50, int(round(args.minutes * 60 * rate / 50)) * 50)
     cfg = get_config(args.preset, {**overrides, "gan.steps": steps,
                                    "gan.sample_every": max(1, steps // 4), "gan.ckpt_every": max(1, steps // 10)})
     paths = RunPaths.create(args.run_root, args.out, cfg)
+    started_from = warm_start(paths, ds.name, overrides, steps, args) if steps and args.steps else None
     t0 = time.perf_counter()
     summary = stages.train_generator_stage(ds, "one_stage", cfg, paths, progress=args.progress)
     train_s = time.perf_counter() - t0
@@ -87,7 +114,7 @@ def run_variant(name: str, overrides: dict[str, Any], args: argparse.Namespace) 
     main = run_main_evaluation(ds, cfg, paths, methods=["one_stage"], progress=args.progress)
     eval_s = time.perf_counter() - t1
     var = analysis.noise_vs_speech_variation(ds, paths, "one_stage", seed=cfg.seed)
-    row = {"variant": name, "overrides": json.dumps(overrides), "steps": steps,
+    row = {"variant": name, "overrides": json.dumps(overrides), "steps": steps, "warm_start": started_from,
            "steps_per_s": round(rate, 3), "train_s": round(summary.get("total_seconds") or train_s, 1),
            "eval_s": round(eval_s, 1), "folder": str(paths.gan(ds.name, "one_stage")),
            "noise_std": round(var["pixel_std_over_noise"], 2), "speech_std": round(var["pixel_std_over_speech"], 2)}
@@ -105,6 +132,8 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=4.0, help="training wall-clock budget per variant")
     ap.add_argument("--variants", default="authors,modern,modern-kl0",
                     help=f"comma-separated, from {', '.join(VARIANTS)}")
+    ap.add_argument("--steps", default="", help="comma-separated training lengths instead of --minutes (a curve "
+                    "of the score against training time): each length resumes from the next shorter finished run")
     ap.add_argument("--run-root", default="runs")
     ap.add_argument("--out", default=None, help="folder for sweep.csv / sweep.md (default reports/<preset>/sweep)")
     ap.add_argument("--progress", action="store_true")
@@ -117,15 +146,17 @@ def main() -> None:
 
     import pandas as pd
 
+    args.steps = sorted(int(x) for x in args.steps.split(",") if x.strip())
     rows = []
     for name in names:
-        print(f"[gan_sweep] {name}: {VARIANTS[name]}", flush=True)
-        rows.append(run_variant(name, VARIANTS[name], args))
-        print(json.dumps(rows[-1], default=str), flush=True)
+        for steps in args.steps or [None]:
+            print(f"[gan_sweep] {name}: {VARIANTS[name]}" + (f", {steps} steps" if steps else ""), flush=True)
+            rows.append(run_variant(name, VARIANTS[name], args, steps))
+            print(json.dumps(rows[-1], default=str), flush=True)
     df = pd.DataFrame(rows)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out / "sweep.csv", index=False)
+    df.to_csv(out / "sweep.csv", index=False)  # train_s: the run's whole training time, warm start included
     from s2ilib.evaluation.tables import to_markdown
 
     (out / "sweep.md").write_text(to_markdown(df.drop(columns=["folder", "overrides"])) + "\n")
