@@ -88,6 +88,8 @@ def test_dataset_dirs_config_errors(run, tmp_path):
         get_config("smoke", {"data.dataset_dirs": [str(src)]})  # the folder would go unused
     with pytest.raises(ConfigError, match="two folders are named"):
         get_config("smoke", {"data.datasets": [NAME], "data.dataset_dirs": [str(src), str(tmp_path / NAME)]})
+    with pytest.raises(ConfigError, match="must be an absolute path"):
+        get_config("smoke", {"data.datasets": [NAME], "data.dataset_dirs": [NAME]})
     with pytest.raises(FileNotFoundError, match="is neither embedded"):
         stages.dataset_dir("kitchens", cfg)
     # the dataset's name keys its run folders like any other; the folder it came from is part of the variant

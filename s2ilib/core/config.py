@@ -273,6 +273,8 @@ def _check_dataset_dirs(d: DataConfig) -> None:
     that name, and no two folders may share one (a folder never silently goes unused)."""
     names = [Path(p).name for p in d.dataset_dirs]
     for p, name in zip(d.dataset_dirs, names):
+        if not Path(p).expanduser().is_absolute():  # notebooks run in notebooks/, the CLI wherever it is called
+            raise ConfigError(f"data.dataset_dirs: {p!r} must be an absolute path")
         if not name or name in (".", ".."):
             raise ConfigError(f"data.dataset_dirs: {p!r} has no folder name to study it under")
         if names.count(name) > 1:
