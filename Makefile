@@ -5,7 +5,7 @@ PRESET ?= small
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: study test clean-runs
+.PHONY: study study-seeds test clean-runs
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,19 @@ $(STAMP): pyproject.toml
 
 study: $(STAMP)
 	MPLBACKEND=agg $(BIN)/s2i study --preset $(PRESET)
+
+# The main table over training seeds, after `make study`: notebooks 02-04 again for each training
+# seed in SEEDS (encoders and generators reseeded by train_seed; the data of runs/$(PRESET)/data and
+# the evaluation's subsets stay the main run's), each into reports/$(PRESET)/seeds/train_seed=<s>/,
+# then mean / std / min / max per cell -> reports/$(PRESET)/main_table_seeds.{csv,md}.
+# About an hour of CPU per seed at small.
+SEEDS ?= 2 3
+study-seeds: $(STAMP)
+	set -e; for s in $(SEEDS); do \
+	  MPLBACKEND=agg $(BIN)/s2i study --preset $(PRESET) --only 02,03,04 --set train_seed=$$s \
+	    --report-root reports/$(PRESET)/seeds/train_seed=$$s; \
+	done
+	$(BIN)/python -m s2ilib.study.seeds --preset $(PRESET) --seeds $(SEEDS)
 
 # Unit tests, then the study at the smoke preset through the runner (tests/test_notebooks.py),
 # whose executed notebooks nbval re-executes.

@@ -54,6 +54,9 @@ class DataConfig:
     n_mels: int = 40
     min_frames: int = 64  # the encoder shortens time 64x
     workers: int = 2
+    # Folders of datasets in a real layout (CUB-200-2011, Oxford-102, Places audio captions), each
+    # studied under its folder's name, which data.datasets must list (s2ilib.study.stages.build_dataset).
+    dataset_dirs: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -191,7 +194,10 @@ class EvalConfig:
 @dataclass
 class StudyConfig:
     preset: str = "paper"
-    seed: int = 1234
+    seed: int = 1234  # everything: the data, the training, the evaluation's subsets and noise
+    # Seed of the encoders' and generators' training only (0: ``seed``), so repeats over training
+    # seeds share one dataset (``make study-seeds``); see :attr:`training_seed`.
+    train_seed: int = 0
     # One device switch for every stage (teacher features, both trainers, evaluation, inference):
     # "auto" picks CUDA when present, "cuda" without a GPU is an error (s2ilib.core.device).
     device: str = "auto"
@@ -202,6 +208,11 @@ class StudyConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @property
+    def training_seed(self) -> int:
+        """The seed the encoder and GAN trainers get: ``train_seed``, or ``seed`` when it is 0."""
+        return self.train_seed or self.seed
 
 
 def _check_type(path: str, value: Any, annotation: Any) -> Any:
@@ -268,7 +279,24 @@ def get_config(preset: str = "small", overrides: dict[str, Any] | None = None) -
         raise ConfigError("'preset' cannot be overridden; pass it as the preset argument")
     _apply(cfg, nested)
     _apply_recipe(cfg, explicit=set(PRESETS[preset].get("gan", {})) | set(nested.get("gan", {})))
+    _check_dataset_dirs(cfg.data)
     return validate(cfg)
+
+
+def _check_dataset_dirs(d: DataConfig) -> None:
+    """Every folder of ``data.dataset_dirs`` is studied under its name, so data.datasets must list
+    that name, and no two folders may share one (a folder never silently goes unused)."""
+    names = [Path(p).name for p in d.dataset_dirs]
+    for p, name in zip(d.dataset_dirs, names):
+        if not Path(p).expanduser().is_absolute():  # notebooks run in notebooks/, the CLI wherever it is called
+            raise ConfigError(f"data.dataset_dirs: {p!r} must be an absolute path")
+        if not name or name in (".", ".."):
+            raise ConfigError(f"data.dataset_dirs: {p!r} has no folder name to study it under")
+        if names.count(name) > 1:
+            raise ConfigError(f"data.dataset_dirs: two folders are named {name!r}; rename one")
+        if name not in d.datasets:
+            raise ConfigError(f"data.dataset_dirs has {p!r}, studied as {name!r}, which data.datasets "
+                              f"({d.datasets}) does not list: add it (--set 'data.datasets=[\"{name}\"]')")
 
 
 def _apply_recipe(cfg: StudyConfig, explicit: set[str]) -> None:

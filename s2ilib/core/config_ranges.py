@@ -64,6 +64,7 @@ _DECAY = Range(lo=0, hi=1, hi_open=True)  # [0, 1)
 # an entry here fails tests/test_config.py::test_every_numeric_key_has_a_range.
 RANGES: dict[str, Range] = {
     "seed": _ge(0, "numpy and torch seeds are non-negative"),
+    "train_seed": _ge(0, "0: the same as seed"),
     # data
     "data.birds_train_classes": _ge(1),
     "data.birds_test_classes": _ge(1, "the zero-shot evaluation needs test classes"),

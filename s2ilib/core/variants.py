@@ -17,11 +17,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-STAGE_SECTIONS = {
+STAGE_SECTIONS = {  # train_seed reseeds the trainers only: the data of a repeat stays the same
     "data": ("seed", "data"),
-    "encoder": ("seed", "data", "encoder"),
-    "gan": ("seed", "data", "encoder", "gan"),
-    "eval": ("seed", "data", "encoder", "gan", "eval"),
+    "encoder": ("seed", "train_seed", "data", "encoder"),
+    "gan": ("seed", "train_seed", "data", "encoder", "gan"),
+    "eval": ("seed", "train_seed", "data", "encoder", "gan", "eval"),
 }
 # Keys that do not change a stage's result.
 NEUTRAL_KEYS = {"device", "data.workers", "encoder.ckpt_every", "gan.ckpt_every", "gan.sample_every"}

@@ -21,6 +21,7 @@ per-layout loaders in :mod:`s2ilib.data.loaders`, the file readers and path chec
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,8 @@ from s2ilib.data.loaders import load_cub, load_oxford, load_places
 from s2ilib.data.records import DatasetError, ImageRecord, SpeechImageDataset, bbox_crop_box, load_image
 
 __all__ = ["DatasetError", "ImageRecord", "SpeechImageDataset", "bbox_crop_box", "detect_layout", "featurize_wavs",
-           "load_cub", "load_dataset", "load_image", "load_oxford", "load_places"]
+           "has_recorded_speech", "load_cub", "load_dataset", "load_image", "load_oxford", "load_places",
+           "open_user_dataset", "recorded_utterance"]
 
 
 def _apply_attributes(ds: SpeechImageDataset, path: Path) -> None:
@@ -93,6 +95,19 @@ def load_dataset(root: str | Path) -> SpeechImageDataset:
     return ds
 
 
+def open_user_dataset(name: str, root: str | Path, speech: str | Path | None = None) -> SpeechImageDataset:
+    """A user's dataset in a real layout read from ``root`` and studied as ``name``, its speech store
+    (``speech``, if given) opened from elsewhere: the study keeps it in its run folder, never in the
+    user's copy."""
+    from s2ilib.speech.features import FeatureStore
+
+    ds = load_dataset(root)
+    ds.name = name
+    if speech is not None:
+        ds.speech = FeatureStore.open(speech)
+    return ds
+
+
 # --------------------------------------------------------------------------------------------
 # spoken captions from wav files (Places)
 
@@ -109,6 +124,39 @@ def _featurize_one(args):
     return logmel(wave, sr=sr, n_mels=n_mels, min_frames=min_frames).astype(np.float16), duration_s(wave, sr)
 
 
+WAV_FEATURE_VERSION = 1  # bump when featurize_wavs changes what a store contains
+
+
+def has_recorded_speech(dataset: SpeechImageDataset) -> bool:
+    """True when the records carry recorded wavs (Places): the speech comes from them, not from TTS."""
+    return any(getattr(r, "wavs", None) for r in dataset.images)
+
+
+def _wav_key(dataset: SpeechImageDataset, sr: int, n_mels: int, min_frames: int, on_error: str) -> dict:
+    """What a wav feature store depends on: the records, the settings and every wav's size and mtime."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for r in dataset.images:
+        for w in r.wavs:
+            st = Path(w).stat() if Path(w).is_file() else None
+            h.update(f"{w}|{st.st_size if st else -1}|{st.st_mtime_ns if st else -1}\n".encode())
+    return {"version": WAV_FEATURE_VERSION, "dataset": dataset.fingerprint(), "n_images": len(dataset.images),
+            "wavs": h.hexdigest()[:16], "sample_rate": sr, "n_mels": n_mels, "min_frames": min_frames,
+            "on_error": on_error}
+
+
+def _open_wav_store(out_dir: Path, key: dict):
+    from s2ilib.speech.features import FeatureStore, FeatureStoreError
+
+    try:
+        if json.loads((out_dir / "config.json").read_text()).get("key") != key:
+            return None
+        return FeatureStore.open(out_dir)
+    except (OSError, json.JSONDecodeError, FeatureStoreError):
+        return None
+
+
 def featurize_wavs(dataset: SpeechImageDataset, out_dir: str | Path, sr: int = 16000, n_mels: int = 40,
                    min_frames: int = 64, workers: int = 1, on_error: str = "raise", progress: bool = True,
                    mp_context: str | None = None):
@@ -116,8 +164,12 @@ def featurize_wavs(dataset: SpeechImageDataset, out_dir: str | Path, sr: int = 1
 
     Files go through :func:`s2ilib.speech.audio.load_wav` fix-ups. ``on_error="raise"`` stops at the first
     unusable file (:class:`~s2ilib.speech.audio.AudioError` naming it); ``"skip"`` leaves it out and lists it
-    in ``skipped.txt``. Built in ``<out_dir>.partial`` and moved into place when complete.
+    in ``skipped.txt``. Built in ``<out_dir>.partial`` and moved into place when complete, with
+    ``voices.json`` (the speakers of each split) and ``config.json`` (cache key + totals); a store whose
+    key matches (same records, settings and wav files) is reused, not rebuilt.
     """
+    import time
+
     from tqdm.auto import tqdm
 
     from s2ilib.speech.audio import AudioError
@@ -126,6 +178,11 @@ def featurize_wavs(dataset: SpeechImageDataset, out_dir: str | Path, sr: int = 1
 
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    out_dir = Path(out_dir)
+    key = _wav_key(dataset, sr, n_mels, min_frames, on_error)
+    cached = _open_wav_store(out_dir, key)
+    if cached is not None:
+        return cached
     jobs, meta = [], []
     for i, r in enumerate(dataset.images):
         for c, wav in enumerate(r.wavs):
@@ -133,9 +190,8 @@ def featurize_wavs(dataset: SpeechImageDataset, out_dir: str | Path, sr: int = 1
             meta.append(dict(utt_id=r.utt_ids[c] if c < len(r.utt_ids) else f"{i}_{c}", image_idx=i, caption_idx=c,
                              voice=r.speakers[c] if c < len(r.speakers) else "", condition="seen",
                              split=r.split, text=r.captions[c]))
-    out_dir = Path(out_dir)
     clear_partial(out_dir)
-    skipped = []
+    skipped, seconds, t0 = [], 0.0, time.time()
     with staging_dir(out_dir) as tmp:
         writer = FeatureStoreWriter(tmp, n_mels=n_mels)
         if workers > 1:
@@ -151,9 +207,31 @@ def featurize_wavs(dataset: SpeechImageDataset, out_dir: str | Path, sr: int = 1
                     skipped.append(dur)
                     continue
                 writer.add(feat, **m, duration_s=round(dur, 3))
+                seconds += dur
         finally:
             if pool is not None:
                 pool.terminate()
         writer.finalize()
         atomic_write_text(tmp / "skipped.txt", "\n".join(skipped) + ("\n" if skipped else ""))
+        speakers = {sp: sorted({v["voice"] for v in meta if v["split"] == sp}) for sp in ("train", "test")}
+        voices = {"train": [{"id": v} for v in speakers["train"]], "test": [{"id": v} for v in speakers["test"]],
+                  "unseen": [], "recorded": True}
+        atomic_write_text(tmp / "voices.json", json.dumps(voices, indent=1) + "\n")
+        wall = time.time() - t0
+        totals = {"utterances": len(jobs) - len(skipped), "skipped": len(skipped), "hours": seconds / 3600,
+                  "wall_s": wall, "speech_s_per_wall_s": seconds / max(wall, 1e-9), "workers": workers}
+        atomic_write_text(tmp / "config.json", json.dumps({"key": key, "totals": totals}, indent=2) + "\n")
     return FeatureStore.open(out_dir)
+
+
+def recorded_utterance(dataset: SpeechImageDataset, row: int, sr: int = 16000) -> np.ndarray:
+    """The recorded wav of row ``row`` of the dataset's store (made by :func:`featurize_wavs`), as
+    float32 mono at ``sr`` Hz: what the ASR of the two-stage method hears for real speech."""
+    from s2ilib.speech.audio import load_wav
+
+    r = dataset.speech.index.iloc[int(row)]
+    rec = dataset.images[int(r["image_idx"])]
+    c = int(r["caption_idx"])
+    if c >= len(rec.wavs):
+        raise DatasetError(f"{rec.key}: store row {row} names caption {c}, but the record has {len(rec.wavs)} wavs")
+    return load_wav(rec.wavs[c], target_sr=sr)

@@ -19,7 +19,6 @@ from s2ilib.core import registry
 from s2ilib.core.config import StudyConfig
 from s2ilib.core.io import atomic_write_text
 from s2ilib.data.images import load_images_uint8
-from s2ilib.data.spoken import speak_utterance  # noqa: F401 (notebook API)
 from s2ilib.models import embedding
 from s2ilib.study.paths import RunPaths, device_of, provenance, write_variant_config  # noqa: F401 (notebook API)
 from s2ilib.training.distributed import is_lead
@@ -34,32 +33,83 @@ def load_embeddings(paths: RunPaths, dataset: str, kind: str, method: str | None
 # 01 data
 
 
+def dataset_dir(name: str, cfg: StudyConfig | None) -> Path | None:
+    """The folder in a real layout that ``data.dataset_dirs`` studies as ``name``; None for an
+    embedded dataset (``synth-birds``, ``synth-flowers``). Any other name is an error."""
+    from s2ilib.data.synth import DATASETS
+
+    dirs = {Path(p).name: Path(p).expanduser().resolve() for p in (cfg.data.dataset_dirs if cfg else [])}
+    if name in dirs:
+        return dirs[name]
+    if name in DATASETS:
+        return None
+    raise FileNotFoundError(f"dataset {name!r} is neither embedded ({', '.join(sorted(DATASETS))}) nor the name "
+                            f"of a folder in data.dataset_dirs ({sorted(dirs) or 'none given'}): "
+                            f"--set 'data.dataset_dirs=[\"/path/to/{name}\"]'")
+
+
 def build_dataset(name: str, cfg: StudyConfig, paths: RunPaths, progress: bool = True):
-    """Render + caption + speak one embedded dataset (cached); returns (dataset, timings)."""
-    from s2ilib.data.datasets import load_dataset
+    """Render + caption + speak one embedded dataset, or read one in a real layout from
+    ``data.dataset_dirs`` and featurise its recorded wavs (Places) or speak its captions (CUB,
+    Oxford-102) into the run's data folder (cached); returns (dataset, timings)."""
+    from s2ilib.data.datasets import featurize_wavs, has_recorded_speech, load_dataset, open_user_dataset
     from s2ilib.data.spoken import synthesize_dataset_speech
     from s2ilib.data.synth import build_synthetic_dataset
 
     root = paths.data(name)
+    source = dataset_dir(name, cfg)
     t0 = time.time()
-    build_synthetic_dataset(name, root, cfg.data, cfg.seed, progress=progress)
+    if source is None:
+        build_synthetic_dataset(name, root, cfg.data, cfg.seed, progress=progress)
+        ds = load_dataset(root)
+    else:
+        ds = open_user_dataset(name, source)
     t1 = time.time()
-    ds = load_dataset(root)
-    ds.speech = synthesize_dataset_speech(ds, root / "speech", cfg.data, cfg.seed, progress=progress)
+    d = cfg.data
+    if has_recorded_speech(ds):  # Places: the recorded wavs are the speech
+        ds.speech = featurize_wavs(ds, root / "speech", sr=d.sample_rate, n_mels=d.n_mels, min_frames=d.min_frames,
+                                   workers=d.workers, progress=progress)
+    else:
+        ds.speech = synthesize_dataset_speech(ds, root / "speech", d, cfg.seed, progress=progress)
     t2 = time.time()
+    if source is not None:  # what load_built_dataset opens
+        atomic_write_text(root / SOURCE_FILE, json.dumps({"name": name, "source": str(source), "layout": ds.layout,
+                                                          "fingerprint": ds.fingerprint()}, indent=2) + "\n")
     write_variant_config(root, cfg, "data", dataset=name)
     return ds, {"images_and_text_s": round(t1 - t0, 2), "speech_s": round(t2 - t1, 2)}
 
 
+SOURCE_FILE = "source.json"  # in the run's data folder of a dataset read from data.dataset_dirs
+
+
 def load_built_dataset(name: str, paths: RunPaths):
     """Open a dataset built by notebook 01 (clear error if it was not built)."""
-    from s2ilib.data.datasets import load_dataset
+    from s2ilib.data.datasets import load_dataset, open_user_dataset
 
     root = paths.data(name)
-    if not (root / "dataset.json").is_file() or not (root / "speech" / "index.csv").is_file():
+    source = dataset_dir(name, paths.cfg)
+    built = (root / SOURCE_FILE) if source is not None else (root / "dataset.json")
+    if not built.is_file() or not (root / "speech" / "index.csv").is_file():
         raise FileNotFoundError(f"{root}: dataset or its speech is not built; run notebook 01 "
                                 f"(s2i study --only 01) with this preset and these overrides first")
-    return load_dataset(root)
+    if source is None:
+        return load_dataset(root)
+    ds = open_user_dataset(name, source, root / "speech")
+    if json.loads((root / SOURCE_FILE).read_text()).get("fingerprint") != ds.fingerprint():
+        raise FileNotFoundError(f"{source}: the dataset changed since notebook 01 featurised it into {root}; "
+                                f"run notebook 01 again")
+    return ds
+
+
+def speak_utterance(ds, row: int, sr: int = 16000):
+    """Row ``row`` of the dataset's speech store as audio: the recorded wav (Places), else the
+    utterance re-synthesised with its voice (deterministic); float32 mono at ``sr`` Hz."""
+    from s2ilib.data.datasets import has_recorded_speech, recorded_utterance
+    from s2ilib.data import spoken
+
+    if has_recorded_speech(ds):
+        return recorded_utterance(ds, row, sr=sr)
+    return spoken.speak_utterance(ds, row, sr=sr)
 
 
 def dataset_summary(ds) -> dict[str, Any]:
@@ -165,7 +215,7 @@ def train_encoder_stage(ds, kind: str, cfg: StudyConfig, paths: RunPaths, teache
     if run_cfg is not cfg and run_cfg.encoder != cfg.encoder:
         teacher_feats = teacher_features(ds, run_cfg, paths, progress=progress)  # a cache hit if unchanged
     out = paths.encoder(ds.name, kind, method)
-    summary = train_encoder(kind, ds, teacher_feats, run_cfg.encoder, out, seed=run_cfg.seed,
+    summary = train_encoder(kind, ds, teacher_feats, run_cfg.encoder, out, seed=run_cfg.training_seed,
                             progress=progress, device=device_of(run_cfg))
     if is_lead(run_cfg.device):  # under torchrun rank 0 writes
         write_variant_config(out, run_cfg, "encoder", dataset=ds.name, encoder=kind, method=method)
@@ -238,7 +288,7 @@ def train_generator_stage(ds, method: str, cfg: StudyConfig, paths: RunPaths, pr
     out = paths.gan(ds.name, method)
     summary = train_gan(images, emb["emb"][keep], torch.tensor([pos[img[r]] for r in keep]),
                         torch.tensor([ds.images[i].class_index for i in train]), run_cfg.gan, out,
-                        seed=run_cfg.seed, fixed_cond=emb["emb"][fixed], progress=progress,
+                        seed=run_cfg.training_seed, fixed_cond=emb["emb"][fixed], progress=progress,
                         device=device_of(run_cfg))
     if not is_lead(run_cfg.device):  # under torchrun rank 0 writes
         return {**summary, "n_train_images": len(train), "n_conditions": len(keep)}
@@ -270,17 +320,47 @@ def read_gan_log(run_dir: Path):
 def evaluate_methods(ds, cfg: StudyConfig, paths: RunPaths, methods, progress: bool = True,
                      **kwargs: Any) -> dict[str, Any]:
     """The main table of one dataset (:func:`s2ilib.evaluation.main.run_main_evaluation`) on
-    ``cfg.device``, with the variant's config written beside ``eval/<dataset>/main.json``."""
+    ``cfg.device``, with the variant's config written beside ``eval/<dataset>/main.json``.
+
+    Recorded speech (Places) reaches the two-stage method's ASR as the recorded wavs. Metrics the
+    dataset cannot give are named with the reason under ``"skipped_metrics"`` of the result and in
+    ``eval/<dataset>/skipped_metrics.json`` (a dataset without attribute labels has no attribute
+    accuracy); FID, KID, IS and R-precision are computed as usual."""
+    from s2ilib.data.datasets import has_recorded_speech
     from s2ilib.evaluation import main as evaluate
 
+    if has_recorded_speech(ds):
+        kwargs.setdefault("speak", speak_utterance)
     result = evaluate.run_main_evaluation(ds, cfg, paths, methods=list(methods), progress=progress,
                                           device=device_of(cfg), **kwargs)
+    skipped = skipped_metrics(ds, result)
+    atomic_write_text(paths.eval(ds.name) / "skipped_metrics.json", json.dumps(skipped, indent=2) + "\n")
+    if skipped:  # said in the executed notebook, not only in the run folder
+        print(f"[{ds.name}] not computed: {', '.join(skipped)}: {next(iter(skipped.values()))}")
     write_variant_config(paths.eval(ds.name), cfg, "eval", dataset=ds.name, methods=list(methods))
-    return result
+    return {**result, "skipped_metrics": skipped}
+
+
+ATTRIBUTE_METRICS = ("attr_acc", "attr_acc_shuffled", "reader")
+
+
+def skipped_metrics(ds, result: dict[str, Any]) -> dict[str, str]:
+    """{metric: why it is missing from this dataset's main table} (empty when nothing is missing)."""
+    if result.get("reader") is not None:
+        return {}
+    layout = getattr(ds, "layout", "") or "embedded"
+    why = (f"dataset {ds.name!r} ({layout} layout) has no attribute labels (no attributes.json with a "
+           f"vocabulary), so there is no attribute reader to score generated images with")
+    return {m: why for m in ATTRIBUTE_METRICS}
 
 
 def example_rows(ds, cfg: StudyConfig, paths: RunPaths, methods, n: int = 6, **kwargs: Any):
-    """:func:`s2ilib.evaluation.main.example_rows` on ``cfg.device`` with the run's seed."""
+    """:func:`s2ilib.evaluation.main.example_rows` on ``cfg.device`` with the run's seed (recorded
+    speech reaches the ASR as the recorded wavs, as in :func:`evaluate_methods`)."""
+    from s2ilib.data.datasets import has_recorded_speech
     from s2ilib.evaluation import main as evaluate
+
+    if has_recorded_speech(ds):
+        kwargs.setdefault("speak", speak_utterance)
 
     return evaluate.example_rows(ds, paths, list(methods), n=n, seed=cfg.seed, device=device_of(cfg), **kwargs)
