@@ -353,6 +353,8 @@ def main_payload(main: dict[str, dict[str, Any]], methods, cfg: StudyConfig, pat
     for name, m in main.items():
         entry: dict[str, Any] = {meth: m[meth] for meth in methods}
         entry.update({k: m.get(k) for k in ("reader", "is_head", "asr", "fid_floor", "queries", "timings")})
+        if m.get("skipped_metrics"):  # e.g. attribute metrics on a dataset without attribute labels (Places)
+            entry["skipped_metrics"] = m["skipped_metrics"]
         entry.update({"dataset": name, "methods": list(methods), "claims": _nan_to_none(claim_rows(m, items.get(name))),
                       **provenance(cfg, cfg.eval)})
         payload[entry_name(paths.eval(name))] = entry
