@@ -186,3 +186,20 @@ def test_auto_method_switches_to_percentile_above_the_bca_limit(monkeypatch):
     assert stats.bootstrap_ci(x, groups=np.arange(400) // 5).method == "bootstrap-BCa"  # 80 groups
     with pytest.raises(ValueError):
         stats.bootstrap_ci(x, method="basic")
+
+
+def test_above_chance_is_exact_binomial():
+    from scipy import stats as st
+
+    from s2ilib.evaluation.stats import above_chance
+
+    hits = np.zeros(500)
+    hits[:10] = 1  # 10 hits in 500 against a 1% chance: 2% observed
+    out = above_chance(hits, 0.01)
+    assert out["estimate"] == pytest.approx(0.01)
+    assert out["p_value"] == pytest.approx(st.binom.sf(9, 500, 0.01))  # P(X >= 10 | n=500, p=0.01)
+    assert 0.0095 < out["low"] + 0.01 < 0.0097  # Clopper-Pearson lower bound of 10/500 lies just below 1%
+    hits[:25] = 1
+    assert above_chance(hits, 0.01)["low"] > 0  # 5% clearly above chance
+    with pytest.raises(ValueError, match="0 or 1"):
+        above_chance(np.array([0.5, 1.0]), 0.01)

@@ -183,6 +183,27 @@ def paired_difference(a, b, n_boot: int = 2000, seed: int = 0, groups=None, leve
     return out
 
 
+def above_chance(hits, chance: float, level: float = 0.95) -> dict:
+    """Hit rate of 0/1 items against a known chance rate: exact binomial inference.
+
+    hits: (n,) 0/1 per item (a top-1 retrieval hit); chance: the hit probability of a random guess
+    (1 / candidates). ``low`` / ``high``: the Clopper-Pearson interval of the hit rate minus
+    ``chance``; ``p_value``: the one-sided exact binomial test of "hit rate > chance". A sign-flip
+    test of ``hit - chance`` would assume differences symmetric about 0 under the null, which 0/1
+    hits against a 1% chance are not. Returns {estimate, low, high, p_value, n, n_groups, level, method}.
+    """
+    x = _scores(hits, "above_chance")
+    if not np.all((x == 0) | (x == 1)):
+        raise ValueError("above_chance: hits must be 0 or 1 per item")
+    if not 0 < chance < 1:
+        raise ValueError(f"above_chance: chance must lie in (0, 1), got {chance}")
+    k, n = int(x.sum()), len(x)
+    ci = _st.binomtest(k, n).proportion_ci(confidence_level=level, method="exact")
+    p = float(_st.binomtest(k, n, chance, alternative="greater").pvalue)
+    return {"estimate": k / n - chance, "low": float(ci.low) - chance, "high": float(ci.high) - chance,
+            "p_value": p, "n": n, "n_groups": n, "level": level, "method": "exact binomial (Clopper-Pearson)"}
+
+
 def unpaired_difference(a: Interval, b: Interval) -> dict:
     """Difference ``a - b`` of two independent intervals by the normal approximation.
 

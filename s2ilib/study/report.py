@@ -33,7 +33,8 @@ class Claim:
     wholly on the claimed side of 0 -> holds, wholly on the other side -> fails, else undecided);
     ``close`` (|ours - other| <= margin: holds if the whole interval lies within +-margin, fails if
     it lies wholly outside, else undecided); ``above_chance`` (R-precision minus its chance
-    1 / candidates). ``metric_other``: the other side's column when it is not ``metric`` (the
+    1 / candidates; 0/1 hits by the exact binomial test and Clopper-Pearson interval,
+    :func:`s2ilib.evaluation.stats.above_chance`). ``metric_other``: the other side's column when it is not ``metric`` (the
     shuffled floor of the same images). ``margin``: absolute, or relative to the other side's
     value with ``relative``. Per-item metrics (attr_acc, r_precision) are compared on the same
     utterances (paired bootstrap over test images, sign-flip p-value); KID by its subset interval
@@ -126,7 +127,10 @@ def _difference(claim: Claim, res: dict[str, Any], items: dict[str, Any]) -> tup
         if key in items and claim.metric in items[key] and not math.isnan(chance):
             col = items[key]
             hits = np.asarray(col[claim.metric], dtype=float)
-            return paired_comparison(col, {**col, "chance": np.full(len(hits), chance)}, claim.metric,
+            hits = hits[~np.isnan(hits)]
+            if len(hits) and np.all((hits == 0) | (hits == 1)):  # top-1 hits: exact binomial against chance
+                return stats.above_chance(hits, chance), "exact binomial vs chance"
+            return paired_comparison(col, {**col, "chance": np.full(len(col[claim.metric]), chance)}, claim.metric,
                                      metric_b="chance"), "paired vs chance"
         iv = _interval(ours, claim.metric)
         if iv is None or math.isnan(chance):
