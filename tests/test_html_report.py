@@ -174,3 +174,32 @@ def test_notebook_09_writes_the_page_and_records_it(report, tmp_path):
         assert "apt-get install" in section["note"]
     else:
         assert section["checked"] and (out / "index.png").stat().st_size > 10_000
+
+
+def test_robustness_and_interpolation_sections(report, tmp_path):
+    """Notebook 08's verdicts per condition and figures, and notebook 07's figures (named by their
+    notebook number), each in its own section, not under "Other figures"."""
+    import shutil
+
+    rep = tmp_path / "smoke"
+    shutil.copytree(report, rep)
+    cell = {**_cell(0.5), "wer": 0.25, "wer_ci": [0.2, 0.3]}
+    entry = {"methods": ["one_stage", "two_stage"], "conditions": ["clean", "babble_0db"],
+             "families": {"clean": "clean", "babble_0db": "noise"}, "n_queries": 48, "n_test_images": 47,
+             "cells": {"one_stage": {"clean": _cell(0.5), "babble_0db": _cell(0.42)},
+                       "two_stage": {"clean": cell,
+                                     "babble_0db": {**cell, "attr_acc": 0.3, "wer": 0.9, "wer_ci": [0.85, 0.95]}}},
+             "verdicts": [{"condition": "clean", "verdict": "undecided"},
+                          {"condition": "babble_0db", "verdict": "holds"}]}
+    record(rep / "results.json", "robustness", {"synth-birds": entry, "timings": {"total_s": 1.0}}, preset="smoke")
+    _png(rep / "figures" / "08_synth-birds_robustness.png", "tab:purple", "curves")
+    _png(rep / "figures" / "07_synth-birds_curves.png", "tab:olive", "interpolation curves")
+    text = html_report.page_html(rep)
+    robust = text[text.index("Robustness to unseen speech"):text.index("Other figures")]
+    assert "08_synth-birds_robustness.png" in robust and "48 test utterances of 47 test images" in robust
+    assert "0.420 [0.370, 0.470]" in robust and "0.900 [0.850, 0.950]" in robust  # attr_acc and WER cells
+    assert '<td style="background:#d4edda">holds</td>' in robust
+    interp = text[text.index("Interpolation between utterances"):text.index("Robustness to unseen speech")]
+    assert "07_synth-birds_curves.png" in interp and "06_synth-birds_interpolation.png" in interp
+    other = text[text.index("Other figures"):]
+    assert "07_synth-birds_curves.png" not in other and "08_synth-birds" not in other

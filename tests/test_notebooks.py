@@ -331,3 +331,59 @@ def test_interpolation_section(smoke_study):
             assert len(curve["p1"]) == 9 and all(0.0 <= p <= 1.0 for p in curve["p1"])
         _check_claims(entry, n_min=3)
     assert (report / "07_claims.csv").is_file() and (report / "figures" / "07_synth-birds_pair0.png").is_file()
+
+
+def test_robustness_section(smoke_study):
+    """Notebook 08: every speech method under every condition of the smoke schedule on the same
+    utterances, each metric with its interval and n, WER of the ASR per condition, a paired verdict
+    per condition, the table, the claims and the curves, and the perturbed speech cached."""
+    import pandas as pd
+
+    from s2ilib.study import robustness, robustness_report, robustness_speech
+    from s2ilib.study.paths import RunPaths
+    from s2ilib.study.stages import load_built_dataset
+
+    report, run, results = smoke_study
+    sched = robustness.schedule("smoke")
+    for name in sched["datasets"]:
+        entry = results["robustness"][name]
+        assert (entry["preset"], entry["seed"], entry["variant"]) == ("smoke", 1234, "")
+        assert entry["conditions"] == sched["conditions"] and entry["methods"] == list(robustness.METHODS)
+        assert entry["n_queries"] == sched["queries"] and entry["families"]["piper"] == "engine"
+        for m in robustness.METHODS:
+            for cond in sched["conditions"]:
+                cell = entry["cells"][m][cond]
+                for metric in ("attr_acc", "r_precision"):
+                    lo, hi = cell[f"{metric}_ci"]
+                    assert 0.0 <= lo <= cell[metric] <= hi <= 1.0, (m, cond, metric)
+                    assert cell[f"{metric}_n"] == sched["queries"] and cell[f"{metric}_n_groups"] >= 2
+                if m == "two_stage":
+                    assert 0.0 <= cell["wer"] and cell["wer_n"] == sched["queries"] and cell["wer_n_words"] > 0
+                    assert cell["wer_ci"][0] <= cell["wer"] <= cell["wer_ci"][1]
+                else:
+                    assert "wer" not in cell
+        # the clean transcripts are notebook 04's (the same utterances, the same ASR cache)
+        assert entry["cells"]["two_stage"]["clean"]["wer"] >= 0
+        assert [(c["condition"], c["metric"]) for c in entry["claims"]] == \
+            [(c, m) for c in sched["conditions"] for m in robustness_report.CLAIM_METRICS]
+        for c in entry["claims"]:
+            assert c["verdict"] in ("holds", "fails", "undecided") and c["n"] == sched["queries"], c
+            assert c["low"] is None or c["low"] <= c["estimate"] <= c["high"], c
+        assert [v["condition"] for v in entry["verdicts"]] == sched["conditions"]
+        assert (report / "figures" / f"08_{name}_robustness.png").stat().st_size > 10_000
+        # the perturbed speech is cached per condition and reused, not remade
+        paths = RunPaths.create(run.parent, report, get_config("smoke"))
+        ds = load_built_dataset(name, paths)
+        q = robustness_speech.robustness_queries(ds, get_config("smoke"), sched["queries"])
+        for cond in sched["conditions"]:
+            store, waves = robustness_speech.condition_store(ds, get_config("smoke"), paths, q, cond, lambda: [])
+            assert waves == {} and len(store) == sched["queries"], cond
+        assert (paths.eval(name) / "robustness" / "two_stage__babble_5db.items.json").is_file()
+    table = pd.read_csv(report / "08_robustness.csv")
+    n_cells = len(sched["datasets"]) * len(sched["conditions"])
+    assert len(table) == n_cells * (3 * len(robustness_report.METRICS) + 1)  # + the WER of two-stage
+    assert set(table["metric"]) == {"attr_acc", "r_precision", "attr_acc_shuffled", "wer"}
+    assert ((table["low"] <= table["value"] + 1e-9) & (table["value"] <= table["high"] + 1e-9)).all()
+    claims = pd.read_csv(report / "08_claims.csv")
+    assert len(claims) == n_cells * len(robustness_report.CLAIM_METRICS)
+    assert results["robustness"]["timings"]["total_s"] > 0

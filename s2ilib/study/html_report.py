@@ -3,7 +3,8 @@
 The page holds, in this order: the main table with 95% intervals (``results.json`` section
 ``main``, :func:`s2ilib.evaluation.tables.main_table_intervals`), every claims table
 (``NN_claims.csv``) with its verdicts, the Fig. 3 grids (``figures/03_<dataset>_fig3.png``) with
-an audio player per grid row, the interpolation and robustness figures, the other figures, the
+an audio player per grid row, the interpolation figures (notebook 07), the robustness verdicts per
+condition and figures (notebook 08, section ``robustness``), the other figures, the
 environment (``environment``) and the notebook timings (``notebooks``). Images and audio are
 linked by relative paths into ``figures/`` beside the page (the files the notebooks already
 committed), so the page adds a few hundred kB, not a second copy of every figure; copy the report
@@ -36,8 +37,10 @@ FIG3_ROWS = 4  # notebook 03's default n_utterances: the rows of its Fig. 3 grid
 SHOT = "index.png"
 SHOT_SIZE = (1280, 2000)
 FIG3 = re.compile(r"^03_(?P<dataset>.+)_fig3\.png$")
-# figures with their own section: pattern -> heading
-NAMED_FIGURES = {"interpolation": "Interpolation between utterances", "robustness": "Robustness to unseen speech"}
+# figures with their own section: key -> (heading, file patterns): the notebook's figures by its number,
+# and any figure named after the key
+NAMED_FIGURES = {"interpolation": ("Interpolation between utterances", ("07_*.png", "*interpolation*.png")),
+                 "robustness": ("Robustness to unseen speech", ("08_*.png", "*robustness*.png"))}
 VERDICT_COLOURS = {"holds": "#d4edda", "fails": "#f8d7da", "undecided": "#fff3cd"}
 
 CSS = """
@@ -162,20 +165,67 @@ def fig3_html(figures: Path) -> str:
     return "\n".join(parts)
 
 
+def named_figures(figures: Path, key: str) -> list[Path]:
+    """The figures of section ``key`` of :data:`NAMED_FIGURES` (its notebook's and any named after it)."""
+    if not figures.exists():
+        return []
+    found = {p for pattern in NAMED_FIGURES[key][1] for p in figures.glob(pattern)}
+    return sorted(found, key=lambda p: ("curves" not in p.name and "robustness" not in p.name, p.name))
+
+
 def named_figures_html(figures: Path, key: str) -> str:
-    """Figures whose name holds ``key`` (interpolation, robustness), or a note that none exist."""
-    found = sorted(figures.glob(f"*{key}*.png")) if figures.exists() else []
+    """The figures of section ``key`` (interpolation, robustness), or a note that none exist."""
+    found = named_figures(figures, key)
     if not found:
-        return _note(f"No {key} figure (figures/*{key}*.png) in the report folder yet.")
+        where = " or ".join(f"figures/{p}" for p in NAMED_FIGURES[key][1])
+        return _note(f"No {key} figure ({where}) in the report folder yet.")
     return "\n".join(_figure(p) for p in found)
+
+
+def robustness_html(results: dict[str, Any]) -> str:
+    """Notebook 08's verdicts per condition beside each method's attribute accuracy and the WER
+    (``robustness`` section of results.json), or a note that it has not run."""
+    import pandas as pd
+
+    sec = {k: v for k, v in (results.get("robustness") or {}).items() if isinstance(v, dict) and "cells" in v}
+    if not sec:
+        return _note("No robustness table yet: results.json has no `robustness` section (notebook 08 has not run).")
+    parts = []
+    for name, entry in sec.items():
+        verdict = {v["condition"]: v["verdict"] for v in entry.get("verdicts") or []}
+        rows = []
+        for cond in entry["conditions"]:
+            row = {"condition": cond, "family": entry.get("families", {}).get(cond, "")}
+            for m in entry["methods"]:
+                row[f"{m} attr_acc"] = _with_ci(entry["cells"][m].get(cond, {}), "attr_acc")
+            for m in entry["methods"]:
+                if entry["cells"][m].get(cond, {}).get("wer") is not None:
+                    row[f"{m} WER"] = _with_ci(entry["cells"][m][cond], "wer")
+            row["one-stage beats two-stage"] = verdict.get(cond, "")
+            rows.append(row)
+        table = pd.DataFrame(rows).to_html(index=False, na_rep="", border=0)
+        for v, colour in VERDICT_COLOURS.items():
+            table = table.replace(f"<td>{v}</td>", f'<td style="background:{colour}">{v}</td>')
+        parts.append(f"<h3>{html.escape(name)} ({entry.get('n_queries')} test utterances of "
+                     f"{entry.get('n_test_images')} test images per condition)</h3>{table}")
+    return "\n".join(parts)
+
+
+def _with_ci(cell: dict[str, Any], metric: str) -> str:
+    v, ci = cell.get(metric), cell.get(f"{metric}_ci") or [None, None]
+    if v is None:
+        return ""
+    if any(x is None for x in ci):
+        return f"{v:.3f}"
+    return f"{v:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
 def other_figures_html(figures: Path) -> str:
     """Every other figure of the report, folded away under one <details>."""
     if not figures.exists():
         return _note("No figures folder.")
-    rest = [p for p in sorted(figures.glob("*.png"))
-            if not FIG3.match(p.name) and not any(k in p.name for k in NAMED_FIGURES)]
+    named = {p for key in NAMED_FIGURES for p in named_figures(figures, key)}
+    rest = [p for p in sorted(figures.glob("*.png")) if not FIG3.match(p.name) and p not in named]
     if not rest:
         return _note("No other figures.")
     return f"<details><summary>{len(rest)} figures</summary>{''.join(_figure(p) for p in rest)}</details>"
@@ -234,7 +284,8 @@ def page_html(report_dir: str | Path, results_path: str | Path | None = None) ->
         ("Main table (95% intervals)", main_table_html(results)),
         ("The paper's claims, checked", claims_html(report_dir)),
         ("Fig. 3: spoken descriptions of unseen classes", fig3_html(figures)),
-        *((title, named_figures_html(figures, key)) for key, title in NAMED_FIGURES.items()),
+        (NAMED_FIGURES["interpolation"][0], named_figures_html(figures, "interpolation")),
+        (NAMED_FIGURES["robustness"][0], robustness_html(results) + named_figures_html(figures, "robustness")),
         ("Other figures", other_figures_html(figures)),
         ("Environment", environment_html(results)),
         ("Notebook timings", timings_html(results)),
