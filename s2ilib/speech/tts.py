@@ -126,6 +126,8 @@ class TTSEngine:
 
 _ENGINES: dict[str, Callable[[], TTSEngine]] = {}
 _INSTANCES: dict[str, TTSEngine] = {}
+# Engines whose module registers them on import (heavier dependencies, loaded on first use).
+_LAZY_ENGINES = {"piper": "s2ilib.speech.piper"}
 
 
 def register_engine(name: str, cls: Callable[[], TTSEngine]) -> None:
@@ -135,6 +137,10 @@ def register_engine(name: str, cls: Callable[[], TTSEngine]) -> None:
 
 def get_engine(name: str) -> TTSEngine:
     """The process-wide instance of engine ``name`` (created on first use)."""
+    if name not in _ENGINES and name in _LAZY_ENGINES:  # registered by importing its module
+        import importlib
+
+        importlib.import_module(_LAZY_ENGINES[name])
     if name not in _ENGINES:
         raise TTSError(f"unknown TTS engine {name!r}; registered: {sorted(_ENGINES)}")
     if name not in _INSTANCES:
