@@ -117,3 +117,17 @@ def test_compute_features_cached_by_key(tmp_path, monkeypatch):
     # another view count is another key: recomputed (here: refused by the stub)
     with pytest.raises(AssertionError, match="cache"):
         compute_teacher_features(ds, EncoderConfig(teacher_views=3, teacher_image_size=64), cache, progress=False)
+
+
+def test_channels_last_teacher_gives_the_same_bf16_features():
+    """The Teacher stores its weights channels-last by default; the bf16 features must not move."""
+    import torch
+
+    from s2ilib.models.teacher import Teacher
+
+    x = (torch.rand(4, 3, 96, 96, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
+    a = Teacher(image_size=96, bf16=True, channels_last=False).features(x)
+    b = Teacher(image_size=96, bf16=True).features(x)
+    conv = [p for p in Teacher(image_size=96).net.parameters() if p.dim() == 4 and p.shape[-1] > 1][0]
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    assert (a - b).abs().max() <= 1e-3 * a.abs().max()

@@ -101,11 +101,12 @@ class Teacher(nn.Module):
     """Frozen image encoder: ``features(images (B, 3, H, W)) -> (B, dim)`` float32.
 
     ``images`` are uint8 0..255 or float in [0, 1]; they are resized to ``input_size`` if needed.
-    ``bf16`` runs the network under bfloat16 autocast (faster on CPUs with AVX-512 BF16).
+    ``bf16`` runs the network under bfloat16 autocast (faster on CPUs with AVX-512 BF16);
+    ``channels_last`` stores the weights channels-last (same features, faster on CPU).
     """
 
     def __init__(self, name: str = "efficientnet-lite0", weights: str = "", image_size: int = 224,
-                 bf16: bool = False, device: str | torch.device = "cpu"):
+                 bf16: bool = False, device: str | torch.device = "cpu", channels_last: bool = True):
         super().__init__()
         if name not in TEACHER_DIMS:
             raise TeacherError(f"unknown teacher {name!r}; choose one of {sorted(TEACHER_DIMS)}")
@@ -121,6 +122,11 @@ class Teacher(nn.Module):
 
         self.device = resolve_device(device)
         self.to(self.device)
+        # Channels-last weights: on this CPU the same bf16 features bit for bit, 1.75x faster
+        # (EfficientNet-Lite0, 4 views: 0.113 -> 0.065 s per image; benchmarks/stage_profile.py).
+        # TorchScript teachers (inception-fid) keep their layout.
+        if channels_last and not isinstance(self.net, torch.jit.ScriptModule):
+            self.net.to(memory_format=torch.channels_last)
 
     def train(self, mode: bool = True):  # a teacher stays in eval mode (frozen BN statistics)
         return super().train(False)
