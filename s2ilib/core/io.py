@@ -72,6 +72,13 @@ def staging_dir(final: str | Path) -> Iterator[Path]:
     os.replace(partial, final)
 
 
+def file_stamp(path: str | Path) -> list[int] | None:
+    """[size, mtime ns] of a file (None when it does not exist): a cache key that a rewritten
+    file (a retrained model) invalidates."""
+    st = Path(path).stat() if Path(path).is_file() else None
+    return [st.st_size, st.st_mtime_ns] if st else None
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA) from one number."""
     random.seed(seed)

@@ -72,7 +72,7 @@ import torch
 
 from s2ilib.core import registry
 from s2ilib.core.device import resolve_device
-from s2ilib.core.io import atomic_write_text
+from s2ilib.core.io import atomic_write_text, file_stamp
 from s2ilib.evaluation.queries import EvaluationError, embedding_cache, evaluation_queries, lookup_embeddings, query_mentions
 from s2ilib.evaluation.references import (CACHE_VERSION, generators_bbox_crop, is_head_for, reader_for, references_dir,
                                           reader_reference, real_test_features)
@@ -99,23 +99,18 @@ MAIN_VERSION = 2
 SPEECH_JUDGE, TEXT_JUDGE = "speech_ts", "text_ts"
 
 
-def _file_stamp(path: Path) -> list[Any]:
-    st = path.stat() if path.is_file() else None
-    return [st.st_size, st.st_mtime_ns] if st else None
-
-
 def _inputs(paths, name: str, methods: Sequence[str]) -> dict[str, Any]:
     """Input files the results depend on, with size and mtime (a retrained model invalidates the cache)."""
     files = {}
     for m in methods:
         spec = registry.method(m)
         gan = paths.gan(name, spec.generator) / "generator_ema.pt"
-        files[str(gan)] = _file_stamp(gan)
+        files[str(gan)] = file_stamp(gan)
         judges = {SPEECH_JUDGE, TEXT_JUDGE} if spec.query == "text" else {SPEECH_JUDGE}
         for kind in {spec.encoder} | judges:
             for f in ("embeddings.pt", "checkpoint.pt"):
                 p = paths.encoder(name, kind) / f
-                files[str(p)] = _file_stamp(p)
+                files[str(p)] = file_stamp(p)
     return files
 
 

@@ -71,11 +71,17 @@ class FusionBlock(nn.Module):
         return self.shortcut(x) + r
 
 
+def _doublings(size: int, what: str) -> int:
+    """n with size = 4 * 2**n, n >= 1 (both networks go between 4 px and ``size``)."""
+    n = int(math.log2(size // 4)) if size >= 4 else 0
+    if size < 8 or 4 * 2 ** n != size:
+        raise ValueError(f"fusion {what} size must be 4 times a power of two and >= 8, got {size}")
+    return n
+
+
 def _widths(size: int, base: int) -> list[int]:
     """Channels at 4, 8, ..., size px: base * 8 down to base, halving over the last doublings."""
-    n = int(math.log2(size // 4))
-    if size < 8 or 4 * 2 ** n != size:
-        raise ValueError(f"fusion generator size must be 4 times a power of two and >= 8, got {size}")
+    n = _doublings(size, "generator")
     return [base * min(8, 2 ** (n - k)) for k in range(n + 1)]
 
 
@@ -127,9 +133,7 @@ class FusionDiscriminator(nn.Module):
 
     def __init__(self, size: int = 64, df_dim: int = 32, cond_dim: int = 1024):
         super().__init__()
-        widths = [df_dim * min(16, 2 ** k) for k in range(int(math.log2(size // 4)) + 1)]
-        if size < 8 or 4 * 2 ** (len(widths) - 1) != size:
-            raise ValueError(f"fusion discriminator size must be 4 times a power of two and >= 8, got {size}")
+        widths = [df_dim * min(16, 2 ** k) for k in range(_doublings(size, "discriminator") + 1)]
         self.size, self.cond_dim = size, cond_dim
         self.conv_img = nn.Conv2d(3, widths[0], 3, 1, 1)
         self.blocks = nn.Sequential(*[DownBlock(a, b) for a, b in zip(widths[:-1], widths[1:])])

@@ -267,10 +267,15 @@ def build_discriminators(sizes: list[int], df_dim: int, cond_dim: int, spectral_
                           for s in sizes])
 
 
+def _fusion(cfg: Any) -> bool:
+    """Whether a GanConfig (or a config without the key, from before it existed) is the fusion arch."""
+    return getattr(cfg, "arch", "stackgan2") == "fusion"
+
+
 def generator_kwargs(cfg: Any, cond_dim: int) -> dict[str, Any]:
     """Generator arguments from a :class:`s2ilib.core.config.GanConfig` and the embedding size
     (``arch`` = "fusion": :class:`s2ilib.models.fusion_gan.FusionGenerator` at the output size)."""
-    if getattr(cfg, "arch", "stackgan2") == "fusion":
+    if _fusion(cfg):
         return dict(arch="fusion", size=output_sizes(cfg)[-1], gf_dim=cfg.gf_dim, z_dim=cfg.z_dim,
                     ca_dim=cfg.ca_dim, cond_dim=cond_dim)
     return dict(branches=cfg.branches, base_size=cfg.base_size, gf_dim=cfg.gf_dim, z_dim=cfg.z_dim,
@@ -281,7 +286,7 @@ def output_sizes(cfg: Any) -> list[int]:
     """Image sizes the generator of ``cfg`` outputs: every branch of the tree, or the fusion
     generator's one image at the tree's final size ``base_size * 2**(branches - 1)``."""
     sizes = [cfg.base_size * 2 ** k for k in range(cfg.branches)]
-    return sizes[-1:] if getattr(cfg, "arch", "stackgan2") == "fusion" else sizes
+    return sizes[-1:] if _fusion(cfg) else sizes
 
 
 def make_generator(kwargs: dict[str, Any]) -> nn.Module:
@@ -296,7 +301,7 @@ def build_networks(cfg: Any, cond_dim: int) -> tuple[nn.Module, nn.ModuleList]:
     """(G, per-scale Ds) of a GanConfig. Fusion: one D at the output size, conditioned on the
     embedding itself; the tree: StackGAN-v2's Ds conditioned on the CA mean (``ca_dim``)."""
     G = make_generator(generator_kwargs(cfg, cond_dim))
-    if getattr(cfg, "arch", "stackgan2") == "fusion":
+    if _fusion(cfg):
         return G, nn.ModuleList([FusionDiscriminator(s, cfg.df_dim, cond_dim) for s in G.sizes])
     return G, build_discriminators(G.sizes, cfg.df_dim, cfg.ca_dim, spectral_norm=cfg.spectral_norm,
                                    projection=cfg.projection, contrastive=cfg.contrastive > 0)

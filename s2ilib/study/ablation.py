@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from s2ilib.core.io import atomic_write_text
+from s2ilib.core.io import atomic_write_text, file_stamp
 from s2ilib.study.paths import RunPaths, device_of, with_overrides
 
 # The ablation schedules, per preset. Config keys (dotted) are applied to every ablation model of a
@@ -143,11 +143,6 @@ def resized_images_fn(images_fn, size: int, sub: int = 128):
     return images
 
 
-def _stamp(path: Path) -> list[int] | None:
-    st = Path(path).stat() if Path(path).is_file() else None
-    return [st.st_size, st.st_mtime_ns] if st else None
-
-
 def score_generator(ds, gan_dir: Path, cond: torch.Tensor, queries, judge: torch.Tensor, ctx, size: int,
                     cfg) -> tuple[dict[str, Any], dict[str, float], dict[str, Any]]:
     """Metrics, seconds per stage and per-item scores of the generator in ``gan_dir`` on ``queries``
@@ -159,7 +154,7 @@ def score_generator(ds, gan_dir: Path, cond: torch.Tensor, queries, judge: torch
 
     qids = IT.query_ids(queries)
     key = {"queries": hashlib.sha256("\n".join(qids).encode()).hexdigest()[:16], "size": size, "seed": cfg.seed,
-           "fid_n": ctx.fid_n, "rprec_n": ctx.rprec_n, "chunk": ctx.batch_size, "generator": _stamp(gan_dir / "generator_ema.pt"),
+           "fid_n": ctx.fid_n, "rprec_n": ctx.rprec_n, "chunk": ctx.batch_size, "generator": file_stamp(gan_dir / "generator_ema.pt"),
            "judge": hashlib.sha256(judge.numpy().tobytes()).hexdigest()[:16], "n_real": len(ctx.real_feats)}
     cache, item_file = gan_dir / "ablation_eval.json", gan_dir / "ablation_items.json"
     if cache.is_file() and item_file.is_file():

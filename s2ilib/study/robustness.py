@@ -34,7 +34,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from s2ilib.core.io import atomic_write_text
+from s2ilib.core.io import atomic_write_text, file_stamp
 from s2ilib.study.robustness_speech import (ENGINE_CONDITIONS, ROBUSTNESS_VERSION, all_conditions,
                                             babble_rows, condition_key, condition_store, condition_wave,
                                             family, needs_others, robustness_queries)
@@ -257,11 +257,6 @@ def wer_interval(errors: np.ndarray, words: np.ndarray, groups: np.ndarray, seed
             "wer_n_groups": int(np.unique(g).size)}
 
 
-def _stamp(path: Path) -> list[int] | None:
-    st = path.stat() if path.is_file() else None
-    return [st.st_size, st.st_mtime_ns] if st else None
-
-
 def part_key(models: Models, method: str, cond_key: dict[str, Any], qids: Sequence[str]) -> dict[str, Any]:
     """What one (method, condition) depends on: the condition's features, the queries, the seed, the
     eval config, the model files (size and mtime: a retrained model invalidates it) and the ASR."""
@@ -275,7 +270,7 @@ def part_key(models: Models, method: str, cond_key: dict[str, Any], qids: Sequen
     return {"version": ROBUSTNESS_VERSION, "method": method, "condition": cond_key, "seed": cfg.seed,
             "queries": hashlib.sha256("\n".join(qids).encode()).hexdigest()[:16],
             "eval": dataclasses.asdict(cfg.eval), "bf16": [cfg.gan.bf16, cfg.encoder.bf16],
-            "files": {str(f.relative_to(p.run)): _stamp(f) for f in files},
+            "files": {str(f.relative_to(p.run)): file_stamp(f) for f in files},
             "asr": models.transcriber.cache_key if spec.query == "asr" else None}
 
 

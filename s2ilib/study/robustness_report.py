@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from s2ilib.speech import perturb
+from s2ilib.study.ablation_report import _num
 from s2ilib.study.robustness_speech import ROOMS, family, robustness_dir
 
 METRICS = ("attr_acc", "r_precision", "attr_acc_shuffled")  # per generated image, with intervals
@@ -40,10 +41,6 @@ def long_table(results: dict[str, dict[str, Any]]):
                                  "metric": metric, "value": _num(c.get(metric)), "low": _num(lo), "high": _num(hi),
                                  "n": n, "n_groups": c.get(f"{metric}_n_groups")})
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
-
-
-def _num(v: Any) -> float:
-    return math.nan if v is None else float(v)
 
 
 def wide_table(long, metric: str):

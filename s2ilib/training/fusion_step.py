@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import torch
 
-from s2ilib.training.gan_losses import _D_TERM, bce_logits, mode_seeking_loss
+from s2ilib.training.gan_losses import _D_TERM, bce_logits, mode_seeking_term
 
 
 def ma_gradient_penalty(D: Callable, real: torch.Tensor, cond: torch.Tensor, weight: float = 2.0,
@@ -68,10 +68,7 @@ def fusion_step(tr: Any, reals: list[torch.Tensor], wrongs: list[torch.Tensor], 
     tr.Ds.requires_grad_(False)
     with autocast():
         g_adv = generator_loss(tr.Ds[0](aug(fake), cond), cfg.d_loss)
-    ms = fake.new_zeros((), dtype=torch.float32)
-    if cfg.mode_seeking > 0:
-        h = len(z) // 2
-        ms = cfg.mode_seeking * mode_seeking_loss(fake[:h], fake[h:], z[:h], z[h:])
+    ms = mode_seeking_term(fake, z, cfg.mode_seeking)
     g_total = g_adv + ms
     g_total.backward()
     tr.opt_G.step()

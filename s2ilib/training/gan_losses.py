@@ -77,6 +77,15 @@ def mode_seeking_loss(img_a: torch.Tensor, img_b: torch.Tensor, z_a: torch.Tenso
     return 1.0 / (ratio + eps)
 
 
+def mode_seeking_term(fake: torch.Tensor, z: torch.Tensor, weight: float) -> torch.Tensor:
+    """``weight`` x :func:`mode_seeking_loss` between the batch's halves (the trainer repeats the
+    first half's conditions in the second under other noise); 0 when ``weight`` is 0."""
+    if weight <= 0:
+        return fake.new_zeros((), dtype=torch.float32)
+    h = len(z) // 2
+    return weight * mode_seeking_loss(fake[:h], fake[h:], z[:h], z[h:])
+
+
 def kl_loss(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, exp(logvar)) || N(0, I)), averaged over batch and dimensions (as StackGAN-v2)."""
     mu, logvar = mu.float(), logvar.float()

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import torch
 from torch.nn import functional as F
 
-from s2ilib.training.gan_losses import color_consistency_loss, d_loss, g_adv_loss, kl_loss, mode_seeking_loss
+from s2ilib.training.gan_losses import color_consistency_loss, d_loss, g_adv_loss, kl_loss, mode_seeking_term
 
 TAU = 0.1  # InfoNCE temperature (XMC-GAN)
 
@@ -74,10 +74,7 @@ def tree_step(tr: Any, reals: list[torch.Tensor], wrongs: list[torch.Tensor], em
     g_con = [info_nce(o[2][0][rows], o[2][1][rows]) for o in outs] if con else []
     kl = kl_loss(mu, logvar)
     color = color_consistency_loss(fakes, cfg.color_coef)
-    ms = fakes[-1].new_zeros((), dtype=torch.float32)
-    if cfg.mode_seeking > 0:
-        h = len(z) // 2
-        ms = cfg.mode_seeking * mode_seeking_loss(fakes[-1][:h], fakes[-1][h:], z[:h], z[h:])
+    ms = mode_seeking_term(fakes[-1], z, cfg.mode_seeking)
     g_total = sum(g_adv) + cfg.kl_coef * kl + color + ms + cfg.contrastive * sum(g_con)
     g_total.backward()
     tr.opt_G.step()
