@@ -23,14 +23,14 @@ from pathlib import Path
 from typing import Any
 
 VARIANTS: dict[str, dict[str, Any]] = {
-    "authors": {},  # StackGAN-v2 as the authors (the preset's recipe)
-    "authors-kl0": {"gan.kl_coef": 0.0},
+    "authors": {"gan.recipe": "stackgan2"},  # StackGAN-v2 as the authors
+    "authors-kl0": {"gan.recipe": "stackgan2", "gan.kl_coef": 0.0},
     "modern": {"gan.recipe": "modern"},
     "modern-kl0": {"gan.recipe": "modern", "gan.kl_coef": 0.0},
     "modern-kl0-w24": {"gan.recipe": "modern", "gan.kl_coef": 0.0, "gan.gf_dim": 24, "gan.df_dim": 24},
     "modern-kl0-noms": {"gan.recipe": "modern", "gan.kl_coef": 0.0, "gan.mode_seeking": 0.0},
-    "authors-con": {"gan.contrastive": 1.0},  # the authors' recipe plus the XMC-GAN contrastive term
-    "authors-con-kl0": {"gan.contrastive": 1.0, "gan.kl_coef": 0.0},
+    "authors-con": {"gan.recipe": "stackgan2", "gan.contrastive": 1.0},  # authors' + XMC-GAN contrastive term
+    "authors-con-kl0": {"gan.recipe": "stackgan2", "gan.contrastive": 1.0, "gan.kl_coef": 0.0},
     "modern-con": {"gan.recipe": "modern", "gan.contrastive": 1.0, "gan.mode_seeking": 0.0},
     "contrastive": {"gan.recipe": "contrastive"},  # the same switches as modern-con, named once
     "dfgan": {"gan.recipe": "dfgan"},  # one 64 px stage of condition-modulated blocks, MA-GP

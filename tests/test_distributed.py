@@ -41,8 +41,10 @@ ENC_KEYS = ("jel", "norm", "kdl", "total")
 
 
 def gan_cfg(**kw):
-    """Tiny GAN (8/16 px), DiffAugment on (its draws are split over the ranks too), bf16 off."""
-    cfg = get_config("smoke").gan
+    """Tiny GAN (8/16 px), DiffAugment on (its draws are split over the ranks too), bf16 off. The
+    authors' recipe: the contrastive recipe's InfoNCE takes its negatives from each rank's own batch,
+    so it is not the same loss as one process over the global batch."""
+    cfg = get_config("smoke", {"gan.recipe": "stackgan2"}).gan
     return dataclasses.replace(cfg, **{**TINY_GAN, "steps": K, "sample_every": 100, "ckpt_every": 2,
                                        "diffaug": "translation,cutout", **kw})
 

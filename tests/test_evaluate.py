@@ -254,11 +254,12 @@ def _train_models(ds, cfg, paths):
     images = load_images_uint8(ds, train, SIZE, bbox_crop=cfg.gan.bbox_crop)
     classes = torch.tensor([ds.images[i].class_index for i in train])
     pos = {i: k for k, i in enumerate(train)}
-    for method, kind in (("one_stage", "speech_ts"), ("classifier", "speech_cls"), ("text", "text_ts")):
+    for method in registry.generator_methods():  # one_stage_authors: the authors' recipe on speech_ts
+        kind = registry.method(method).encoder
         emb = torch.load(paths.encoder(ds.name, kind) / "embeddings.pt", weights_only=True)
         keep = [r for r, i in enumerate(emb["image_idx"].tolist()) if i in pos]
         train_gan(images, emb["emb"][keep], torch.tensor([pos[int(emb["image_idx"][r])] for r in keep]), classes,
-                  cfg.gan, paths.gan(ds.name, method), seed=0, progress=False)
+                  paths.config_for(method).gan, paths.gan(ds.name, method), seed=0, progress=False)
 
 
 @pytest.mark.slow

@@ -123,7 +123,7 @@ def test_lazy_ma_gp_skips_steps_and_weights_by_k():
 def test_checkpoint_from_before_a_switch_existed_still_resumes(tmp_path):
     """A run written before gan.arch / ma_gp / contrastive existed had their defaults: it resumes."""
     images, emb, idx, cls = tiny_gan_data()
-    cfg = dataclasses.replace(get_config("smoke").gan, **TINY_GAN, steps=2, ckpt_every=2, sample_every=2)
+    cfg = dataclasses.replace(get_config("smoke", {"gan.recipe": "stackgan2"}).gan, **TINY_GAN, steps=2, ckpt_every=2, sample_every=2)
     train_gan(images, emb, idx, cls, cfg, tmp_path / "old", seed=3, progress=False)
     ckpt = torch.load(tmp_path / "old" / "checkpoint.pt", weights_only=False)
     for key in ("arch", "ma_gp", "ma_gp_power", "ma_gp_every", "contrastive"):

@@ -20,16 +20,21 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_recipe_bundle_and_explicit_overrides():
-    base = get_config("smoke").gan
+    base = get_config("smoke", {"gan.recipe": "stackgan2"}).gan
     assert base.recipe == "stackgan2" and base.d_loss == "bce" and not base.spectral_norm and base.mode_seeking == 0
+    assert base.contrastive == 0 and not base.projection and base.diffaug == ""
     assert get_config("paper").gan.recipe == "stackgan2"  # the paper preset keeps the authors' recipe
+    for preset in ("small", "smoke"):  # small adopted the sweep's best recipe; smoke runs the same code
+        c = get_config(preset).gan
+        assert (c.recipe, c.d_loss, c.spectral_norm, c.projection, c.diffaug, c.contrastive, c.mode_seeking) == \
+            ("contrastive", "hinge", True, True, "translation,cutout", 1.0, 0.0)
     m = get_config("smoke", {"gan.recipe": "modern"}).gan
     assert (m.d_loss, m.spectral_norm, m.projection, m.diffaug, m.mode_seeking) == \
         ("hinge", True, True, "translation,cutout", 1.0)
     assert (m.lr_g, m.lr_d, m.beta1, m.beta2) == (2e-4, 4e-4, 0.0, 0.9)
     mixed = get_config("smoke", {"gan.recipe": "modern", "gan.mode_seeking": 0.0, "gan.lr_d": 1e-4}).gan
     assert mixed.mode_seeking == 0.0 and mixed.lr_d == 1e-4 and mixed.spectral_norm  # explicit keys win
-    single = get_config("smoke", {"gan.d_loss": "hinge"}).gan  # one switch on the authors' recipe
+    single = get_config("smoke", {"gan.recipe": "stackgan2", "gan.d_loss": "hinge"}).gan  # one switch on the authors' recipe
     assert single.d_loss == "hinge" and not single.spectral_norm
 
 

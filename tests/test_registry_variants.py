@@ -11,9 +11,10 @@ from s2ilib.core.variants import config_diff, variant_dir, variant_name
 
 
 def test_registry_declares_the_papers_methods_once():
-    assert R.method_names() == ("one_stage", "two_stage", "classifier", "text")
+    assert R.method_names() == ("one_stage", "two_stage", "classifier", "text", "one_stage_authors")
     assert R.method("two_stage").generator == "text" and R.method("two_stage").query == "asr"
-    assert R.generator_methods() == ("one_stage", "classifier", "text")
+    assert R.generator_methods() == ("one_stage", "classifier", "text", "one_stage_authors")
+    assert R.method("one_stage_authors").overrides == {"gan.recipe": "stackgan2"}
     assert {R.method(m).encoder for m in R.method_names()} == set(R.encoder_names())
 
 

@@ -204,9 +204,28 @@ def test_registry_overrides_make_a_methods_own_folders(tmp_path, monkeypatch):
     assert paths.gan("d", "one_stage").name == "one_stage"
     assert paths.encoder("d", "speech_ts", "one_stage_nokl").name == "speech_ts"  # a gan key: same encoder
     assert paths.config_for("one_stage_nokl").gan.kl_coef == 0.0 and paths.cfg.gan.kl_coef != 0.0
-    assert study.encoder_runs(["speech_ts"]) == [("speech_ts", None), ("speech_ts", "one_stage_nokl")]
+    assert study.encoder_runs(["speech_ts"]) == [("speech_ts", None)]  # gan keys only: no encoder run of its own
+    enc = registry.Method("one_stage_nojel", "one-stage, no JEL", "speech_ts", "one_stage_nojel", "speech",
+                          registry.SPEECH_CONDITIONS, overrides={"encoder.use_jel": False})
+    monkeypatch.setitem(registry.METHODS, enc.name, enc)
+    assert study.encoder_runs(["speech_ts"]) == [("speech_ts", None), ("speech_ts", "one_stage_nojel")]
+    assert study.encoder_runs(["text_ts"]) == [("text_ts", None)]
     both = with_overrides(get_config("smoke", {"gan.steps": 8}), {"gan.kl_coef": 0.0})
     assert (both.gan.steps, both.gan.kl_coef) == (8, 0.0)
+
+
+def test_study_methods_leave_out_a_no_op_variant(capsys):
+    small = get_config("small")  # contrastive recipe: the authors' row is a model of its own
+    assert study.study_methods(["one_stage", "one_stage_authors"], small) == ["one_stage", "one_stage_authors"]
+    assert with_overrides(small, {"gan.recipe": "stackgan2"}).gan.d_loss == "bce"  # the recipe's switches go too
+    paper = get_config("paper")  # already the authors' recipe: the row would repeat one_stage
+    assert study.study_methods(["one_stage", "one_stage_authors"], paper) == ["one_stage"]
+    assert "one_stage_authors: left out" in capsys.readouterr().out
+    assert study.study_methods(["one_stage_authors"], small, generators=True) == ["one_stage_authors"]
+    with pytest.raises(registry.RegistryError, match="reuses the generator"):
+        study.study_methods(["two_stage"], small, generators=True)
+    with pytest.raises(registry.RegistryError, match="unknown method"):
+        study.study_methods(["nope"], small)
 
 
 def test_provenance_names_the_variant_of_its_stage():
@@ -234,7 +253,8 @@ def test_payloads_key_entries_by_their_run_folder(tmp_path):
     main = report.main_payload({"d": _main()}, ["one_stage", "two_stage"], cfg, paths)
     entry = main["d@gan.steps=8"]
     assert entry["variant"] == "gan.steps=8" and entry["one_stage"]["seen"]["fid"] == 10.0
-    assert len(entry["claims"]) == len(report.CLAIMS) and all(c["verdict"] for c in entry["claims"])
+    # the authors'-recipe claims are left out: _main() has no one_stage_authors row
+    assert len(entry["claims"]) == sum(not c.optional for c in report.CLAIMS) and all(c["verdict"] for c in entry["claims"])
     json.dumps(main, allow_nan=False)
 
 

@@ -150,7 +150,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "modern": {"d_loss": "hinge", "spectral_norm": True, "projection": True, "diffaug": "translation,cutout",
                "mode_seeking": 1.0, "lr_g": 2e-4, "lr_d": 4e-4, "beta1": 0.0, "beta2": 0.9},
     # "modern" with XMC-GAN's contrastive term instead of mode seeking: the best recipe of the
-    # 5-minute sweep at small (README, "Generator recipes"), not yet adopted by the small preset.
+    # sweep at small (README, "Generator recipes at small"), the small preset's recipe.
     "contrastive": {"d_loss": "hinge", "spectral_norm": True, "projection": True, "diffaug": "translation,cutout",
                     "contrastive": 1.0, "lr_g": 2e-4, "lr_d": 4e-4, "beta1": 0.0, "beta2": 0.9},
     # DF-GAN (Tao et al. 2022): fusion blocks, hinge loss, MA-GP (2, power 6), lr 1e-4 / 4e-4, no CA.

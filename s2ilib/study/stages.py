@@ -194,10 +194,13 @@ def encoder_runs(kinds, methods=None) -> list[tuple[str, str | None]]:
     """(encoder kind, method) pairs to train: every kind with the run's config, plus the variant of
     each method in ``methods`` (default: every registered method) whose registry overrides change
     its encoder's run (``method`` None: the run's own config)."""
+    from s2ilib.core.variants import STAGE_SECTIONS
+
     runs: list[tuple[str, str | None]] = [(k, None) for k in kinds]
     for m in registry.method_names() if methods is None else methods:
         spec = registry.method(m)
-        if spec.encoder in kinds and spec.overrides and (spec.encoder, m) not in runs:
+        changes = any(k.split(".")[0] in STAGE_SECTIONS["encoder"] for k in spec.overrides)  # not only gan.*
+        if spec.encoder in kinds and changes and (spec.encoder, m) not in runs:
             runs.append((spec.encoder, m))
     return runs
 
@@ -257,6 +260,23 @@ def fixed_test_rows(emb: dict[str, Any], ds, n: int, seed: int, condition: str =
         c = classes[len(picks) % len(classes)]
         picks.append(int(rng.choice(by_class[c])))
     return picks
+
+
+def study_methods(methods, cfg: StudyConfig, generators: bool = False) -> list[str]:
+    """``methods`` checked against the registry (unknown names fail here, not later; with
+    ``generators`` each must train its own generator), without the methods whose registry overrides
+    leave ``cfg`` unchanged: their row would repeat another method's (one_stage_authors where the
+    preset already uses the authors' recipe). Each one left out is printed with the reason."""
+    from s2ilib.study.paths import with_overrides
+
+    keep = []
+    for m in methods:
+        spec = generator_method(m) if generators else registry.method(m)
+        if spec.overrides and with_overrides(cfg, spec.overrides) == cfg:
+            print(f"{m}: left out -- its overrides {spec.overrides} are this run's own configuration")
+            continue
+        keep.append(spec.name)
+    return keep
 
 
 def generator_method(method: str) -> registry.Method:
