@@ -40,11 +40,12 @@ PRESETS: dict[str, dict[str, Any]] = {
             # 2-core CPU. The discriminators dominate the step time (DF 32: 0.26 s/step bf16,
             # DF 16: 0.18 s/step), so DF is kept at GF's width. Recipe "contrastive" (hinge, spectral
             # norm, projection, DiffAugment translation + cutout, XMC-GAN's InfoNCE in D, TTUR): at
-            # the same ~5.5 minutes per generator it beat the authors' recipe on birds in the sweep
+            # about the same minutes per generator it beat the authors' recipe on birds in the sweep
             # (README, "Generator recipes at small": 1,800 steps 0.357 vs 2,500 steps 0.328 attribute
-            # accuracy, R-precision 0.042 vs 0.020, the noise no longer ignored). 1,800 of its steps
-            # (0.19 s each) cost what 2,500 of the authors' (0.13 s) did; the authors' recipe keeps a
-            # row of its own in the main table (registry one_stage_authors, the same 1,800 steps).
+            # accuracy, R-precision 0.042 vs 0.020, the noise no longer ignored). In the fresh study of
+            # 2026-12-04 its 1,800 steps took 4.1-4.5 min per generator (6.7-7.1 steps/s; the authors'
+            # recipe 7.2-7.4 steps/s, about 5% faster per step). The authors' recipe keeps a row of its
+            # own in the main table (registry one_stage_authors, the same 1,800 steps).
             "recipe": "contrastive",
             "branches": 2,
             "base_size": 32,
