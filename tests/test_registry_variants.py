@@ -68,3 +68,11 @@ def test_device_switch():
     if not torch.cuda.is_available():
         with pytest.raises(DeviceError, match="no CUDA"):
             resolve_device("cuda")
+
+
+def test_in_stage_names_the_keys_that_change_a_stage():
+    from s2ilib.core.variants import in_stage
+
+    assert in_stage("encoder.use_jel", "encoder") and in_stage("train_seed", "encoder") and in_stage("data.seed", "gan")
+    assert not in_stage("gan.recipe", "encoder") and not in_stage("eval.fid_n", "gan")
+    assert not in_stage("encoder.ckpt_every", "encoder") and not in_stage("device", "eval")  # neutral keys

@@ -28,6 +28,11 @@ NEUTRAL_KEYS = {"device", "data.workers", "encoder.ckpt_every", "gan.ckpt_every"
 MAX_NAME = 80
 
 
+def in_stage(key: str, stage: str) -> bool:
+    """Whether the dotted config ``key`` can change the result of ``stage`` (its folder name)."""
+    return key.split(".")[0] in STAGE_SECTIONS[stage] and key not in NEUTRAL_KEYS
+
+
 class VariantError(ValueError):
     """An unknown stage."""
 
@@ -55,10 +60,8 @@ def config_diff(cfg: Any, stage: str) -> dict[str, Any]:
     base_cfg = preset if recipe == preset.gan.recipe else get_config(cfg.preset, {"gan.recipe": recipe})
     base = flatten(dataclasses.asdict(base_cfg))
     mine = flatten(dataclasses.asdict(cfg))
-    sections = STAGE_SECTIONS[stage]
-    diff = {k: v for k, v in mine.items()
-            if k.split(".")[0] in sections and k not in NEUTRAL_KEYS and base.get(k) != v}
-    if recipe != preset.gan.recipe and "gan" in sections:
+    diff = {k: v for k, v in mine.items() if in_stage(k, stage) and base.get(k) != v}
+    if recipe != preset.gan.recipe and "gan" in STAGE_SECTIONS[stage]:
         diff["gan.recipe"] = recipe
     return dict(sorted(diff.items()))
 

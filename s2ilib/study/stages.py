@@ -194,12 +194,12 @@ def encoder_runs(kinds, methods=None) -> list[tuple[str, str | None]]:
     """(encoder kind, method) pairs to train: every kind with the run's config, plus the variant of
     each method in ``methods`` (default: every registered method) whose registry overrides change
     its encoder's run (``method`` None: the run's own config)."""
-    from s2ilib.core.variants import STAGE_SECTIONS
+    from s2ilib.core.variants import in_stage
 
     runs: list[tuple[str, str | None]] = [(k, None) for k in kinds]
     for m in registry.method_names() if methods is None else methods:
         spec = registry.method(m)
-        changes = any(k.split(".")[0] in STAGE_SECTIONS["encoder"] for k in spec.overrides)  # not only gan.*
+        changes = any(in_stage(k, "encoder") for k in spec.overrides)  # gan.* keys share the base encoder
         if spec.encoder in kinds and changes and (spec.encoder, m) not in runs:
             runs.append((spec.encoder, m))
     return runs
