@@ -203,3 +203,32 @@ def test_robustness_and_interpolation_sections(report, tmp_path):
     assert "07_synth-birds_curves.png" in interp and "06_synth-birds_interpolation.png" in interp
     other = text[text.index("Other figures"):]
     assert "07_synth-birds_curves.png" not in other and "08_synth-birds" not in other
+
+
+def test_seed_spread_section(report, tmp_path):
+    """The main table over training seeds: a visible note before `make study-seeds`, then mean ±
+    std [min, max] per cell; flagged when the main run's values no longer match the main table."""
+    import shutil
+
+    import pandas as pd
+
+    from s2ilib.study import seeds as S
+
+    rep = tmp_path / "smoke"
+    shutil.copytree(report, rep)
+
+    def section() -> str:
+        text = html_report.page_html(rep)
+        return text[text.index("Main table over training seeds"):text.index("The paper&#x27;s claims")]
+
+    assert "make study-seeds" in section() and 'class="note"' in section()
+    key = ["dataset", "method", "condition", "metric"]
+    rows = [("synth-birds", "one_stage", "seen", "attr_acc", v) for v in (0.30, 0.40, 0.35)]
+    tables = {s: pd.DataFrame([r], columns=[*key, "value"]) for s, r in zip((1234, 2, 3), rows)}
+    S.write_seed_tables(S.combine_seed_tables(tables), rep)
+    pd.DataFrame([rows[0]], columns=[*key, "value"]).to_csv(rep / "main_table_long.csv", index=False)
+    text = section()
+    assert "0.350 ± 0.050 [0.300, 0.400]" in text and "3 training seeds (1234, 2, 3)" in text
+    assert 'class="note"' not in text
+    pd.DataFrame([(*rows[0][:4], 0.31)], columns=[*key, "value"]).to_csv(rep / "main_table_long.csv", index=False)
+    assert "1 cells of the main run differ" in section() and "synth-birds/one_stage/seen/attr_acc" in section()

@@ -1,7 +1,8 @@
 """One page a reader can open: ``reports/<preset>/index.html``, built from the report folder.
 
 The page holds, in this order: the main table with 95% intervals (``results.json`` section
-``main``, :func:`s2ilib.evaluation.tables.main_table_intervals`), every claims table
+``main``, :func:`s2ilib.evaluation.tables.main_table_intervals`), its spread over training seeds
+(``main_table_seeds.csv``, ``make study-seeds``), every claims table
 (``NN_claims.csv``) with its verdicts, the Fig. 3 grids (``figures/03_<dataset>_fig3.png``) with
 an audio player per grid row, the interpolation figures (notebook 07), the robustness verdicts per
 condition and figures (notebook 08, section ``robustness``), the other figures, the
@@ -87,6 +88,48 @@ def main_table_html(results: dict[str, Any]) -> str:
     if df.empty:
         return _note("The `main` section of results.json holds no method results.")
     return df.to_html(na_rep="", border=0)
+
+
+def seeds_html(report_dir: Path) -> str:
+    """The main table over training seeds (``main_table_seeds.csv``, ``make study-seeds``): mean ± std
+    [min, max] per cell, flagged where the main run's values no longer match the main table."""
+    import pandas as pd
+
+    from s2ilib.study import seeds as S
+
+    path = report_dir / "main_table_seeds.csv"
+    if not path.is_file():
+        return _note("No spread over training seeds yet: `make study-seeds` retrains the encoders and "
+                     "generators with other training seeds and writes main_table_seeds.csv (about an hour "
+                     "of CPU per seed at small).")
+    combined = pd.read_csv(path)
+    stale = _stale_seed_cells(combined, report_dir / "main_table_long.csv")
+    warn = (_note(f"{len(stale)} cells of the main run differ from the main table now "
+                  f"(e.g. {', '.join(stale[:3])}): the main table changed after the seeds were combined; "
+                  f"rerun `make study-seeds`.") if stale else "")
+    return (warn + f"<p>{html.escape(S.seeds_note(combined))}</p>"
+            + S.seeds_wide(combined).to_html(index=False, border=0))
+
+
+def _stale_seed_cells(combined, main_long: Path) -> list[str]:
+    """Cells whose main-run value differs from ``main_long`` (the main run is combined first, so its
+    seed is the one most rows list first)."""
+    import pandas as pd
+
+    if not main_long.is_file() or combined.empty:
+        return []
+    now = pd.read_csv(main_long).set_index(["dataset", "method", "condition", "metric"])["value"]
+    firsts = combined["seeds"].astype(str).str.split(";").str[0]
+    main_seed = firsts.mode().iloc[0]
+    out = []
+    for r, seed in zip(combined.itertuples(index=False), firsts):
+        key = (r.dataset, r.method, r.condition, r.metric)
+        if seed != main_seed:
+            continue
+        first = float(str(r.values).split(";")[0])
+        if key in now.index and not pd.isna(now[key]) and abs(float(now[key]) - first) > 1e-5 * max(1.0, abs(first)):
+            out.append("/".join(map(str, key)))
+    return out
 
 
 def _verdict_column(df) -> Any:
@@ -282,6 +325,7 @@ def page_html(report_dir: str | Path, results_path: str | Path | None = None) ->
             f"{' (uncommitted changes)' if env.get('dirty') else ''}, device {html.escape(str(env.get('device')))}.</p>")
     sections = [
         ("Main table (95% intervals)", main_table_html(results)),
+        ("Main table over training seeds", seeds_html(report_dir)),
         ("The paper's claims, checked", claims_html(report_dir)),
         ("Fig. 3: spoken descriptions of unseen classes", fig3_html(figures)),
         (NAMED_FIGURES["interpolation"][0], named_figures_html(figures, "interpolation")),

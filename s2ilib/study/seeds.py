@@ -120,26 +120,42 @@ def combine_seed_tables(tables: Mapping[Any, Any]):
     return pd.DataFrame(rows, columns=SEED_COLUMNS)
 
 
-def seeds_markdown(combined, metrics: Sequence[str] = HEADLINE, digits: int = 3) -> str:
-    """One row per (dataset, method, condition), one column per metric: ``mean ± std [min, max]``."""
+def seeds_wide(combined, metrics: Sequence[str] = HEADLINE, digits: int = 3):
+    """One row per (dataset, method, condition), one column per metric present:
+    ``mean ± std [min, max]`` (``(n=k)`` appended where fewer seeds than the most have the cell)."""
+    import pandas as pd
+
     df = combined[combined["metric"].isin(metrics)]
     present = [m for m in metrics if m in set(df["metric"])]
     n = int(combined["n_seeds"].max()) if len(combined) else 0
-    header = ["dataset", "method", "condition", *present]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
 
     def cell(r) -> str:
         std = "" if math.isnan(r["std"]) else f" ± {r['std']:.{digits}f}"
         few = "" if r["n_seeds"] == n else f" (n={r['n_seeds']})"
         return f"{r['mean']:.{digits}f}{std} [{r['min']:.{digits}f}, {r['max']:.{digits}f}]{few}"
 
+    rows = []
     for key, g in df.groupby(["dataset", "method", "condition"], sort=False):
         by_metric = {r["metric"]: cell(r) for _, r in g.iterrows()}
-        lines.append("| " + " | ".join([*key, *(by_metric.get(m, "") for m in present)]) + " |")
+        rows.append([*key, *(by_metric.get(m, "") for m in present)])
+    return pd.DataFrame(rows, columns=["dataset", "method", "condition", *present])
+
+
+def seeds_note(combined) -> str:
+    """What the spread is over: the number of training seeds and which."""
+    n = int(combined["n_seeds"].max()) if len(combined) else 0
     seeds = list(dict.fromkeys(s for v in combined["seeds"] for s in str(v).split(";")))
-    note = (f"\nMean ± sample std [min, max] over {n} training seeds ({', '.join(seeds)}); data and evaluation "
-            f"fixed, encoders and generators retrained per seed.\n")
-    return "\n".join(lines) + "\n" + note
+    return (f"Mean ± sample std [min, max] over {n} training seeds ({', '.join(seeds)}); data and evaluation "
+            f"fixed, encoders and generators retrained per seed.")
+
+
+def seeds_markdown(combined, metrics: Sequence[str] = HEADLINE, digits: int = 3) -> str:
+    """One row per (dataset, method, condition), one column per metric: ``mean ± std [min, max]``."""
+    wide = seeds_wide(combined, metrics, digits)
+    header = list(wide.columns)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(map(str, row)) + " |" for row in wide.itertuples(index=False)]
+    return "\n".join(lines) + "\n\n" + seeds_note(combined) + "\n"
 
 
 def write_seed_tables(combined, out_dir: str | Path, name: str = "main_table_seeds") -> dict[str, Path]:
