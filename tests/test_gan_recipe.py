@@ -159,3 +159,32 @@ def test_contrastive_switch_adds_its_term_to_both_losses():
         plain(torch.zeros(2, 3, 8, 8), torch.zeros(2, 6), pair=True)
     with pytest.raises(ConfigError, match="gan.contrastive"):
         get_config("smoke", {"gan.recipe": "dfgan", "gan.contrastive": 1.0})
+
+
+def test_contrastive_cond_embedding_pairs_images_with_the_embedding_g_cannot_move():
+    """gan.contrastive_cond = "embedding": D's contrast head reads the encoder's embedding (its
+    width, not ca_dim), so the G pass's InfoNCE sends no gradient into the CA; "mu" does."""
+    data = tiny_gan_data()
+    images, emb = data[0], data[1]
+    reals = [images[:6, :, :8, :8].float() / 127.5 - 1, images[:6, :, :16, :16].float() / 127.5 - 1]
+    wrongs = [images[4:, :, :8, :8].float() / 127.5 - 1, images[4:, :, :16, :16].float() / 127.5 - 1]
+    grads = {}
+    for mode in ("mu", "embedding"):
+        torch.manual_seed(0)
+        cfg = _tiny(mode_seeking=0.0, branches=2, contrastive=1.0, contrastive_cond=mode, bf16=False)
+        tr = _Trainer(cfg, emb.shape[1], torch.device("cpu"))
+        assert [D.contrast.in_features for D in tr.Ds] == [emb.shape[1] if mode == "embedding" else cfg.ca_dim] * 2
+        out = tr.step(reals, wrongs, emb[:6], torch.randn(6, cfg.z_dim), torch.randn(6, cfg.ca_dim))
+        assert all(0 < v < 10 for v in out["d_contrastive"] + out["g_contrastive"])
+        # the InfoNCE term alone, through the G pass: its gradient on the CA's weights
+        tr.G.zero_grad(set_to_none=True)
+        z, eps = torch.randn(6, cfg.z_dim), torch.randn(6, cfg.ca_dim)
+        fakes, mu, _ = tr.G(z, emb[:6], eps=eps)
+        c_pair = emb[:6] if mode == "embedding" else None
+        loss = sum(D(fake, mu, pair=True, c_pair=c_pair)[2][1].sum() for D, fake in zip(tr.Ds, fakes))
+        loss.backward()
+        grads[mode] = sum(float(p.grad.abs().sum()) for n, p in tr.G.named_parameters()
+                          if n.startswith("ca.") and p.grad is not None)
+    assert grads["mu"] > 0 and grads["embedding"] == 0
+    with pytest.raises(ConfigError, match="gan.contrastive_cond"):
+        get_config("smoke", {"gan.contrastive_cond": "text"})

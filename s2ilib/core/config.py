@@ -135,6 +135,10 @@ class GanConfig:
     diffaug: str = ""  # DiffAugment policy for D: "", "translation", "cutout", "translation,cutout"
     mode_seeking: float = 0.0  # MSGAN weight: pairs of noises per condition, 1 / (|G(z1)-G(z2)| / |z1-z2|)
     contrastive: float = 0.0  # XMC-GAN InfoNCE weight between D's image code and the condition (tree)
+    # What the InfoNCE term pairs the image code with: "mu", the CA mean D is conditioned on (G's CA
+    # also learns from the term); "embedding", the encoder's embedding itself, as XMC-GAN pairs
+    # images with a fixed sentence embedding (G can then lower the term only through its images).
+    contrastive_cond: str = "mu"
     # "stackgan2": the authors' tree of stages; "fusion": one stage whose every block is modulated by
     # the condition, with DF-GAN's one-logit discriminator at the output size (s2ilib.models.fusion_gan).
     arch: str = "stackgan2"

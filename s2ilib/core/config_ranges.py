@@ -189,6 +189,8 @@ def validate(cfg: Any) -> Any:
         raise ConfigError(f"gan.arch = {g.arch!r}: choose one of stackgan2, fusion")
     if g.ma_gp > 0 and g.arch != "fusion":
         raise ConfigError(f"gan.ma_gp = {g.ma_gp} applies to gan.arch = fusion only (got {g.arch!r}); set it to 0")
+    if g.contrastive_cond not in ("mu", "embedding"):
+        raise ConfigError(f"gan.contrastive_cond = {g.contrastive_cond!r}: choose one of mu, embedding")
     if g.d_loss not in ("bce", "hinge"):
         raise ConfigError(f"gan.d_loss = {g.d_loss!r}: choose one of bce, hinge")
     bad = [p for p in (s.strip() for s in g.diffaug.split(",")) if p and p not in ("translation", "cutout")]

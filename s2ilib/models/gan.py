@@ -201,7 +201,7 @@ class ScaleDiscriminator(nn.Module):
     """
 
     def __init__(self, size: int, df_dim: int = 64, cond_dim: int = 128, spectral_norm: bool = False,
-                 projection: bool = False, contrastive: bool = False):
+                 projection: bool = False, contrastive: bool = False, contrast_dim: int | None = None):
         super().__init__()
         n_down = _log2_steps(size, 4, "discriminator size")
         if n_down < 1:
@@ -224,14 +224,17 @@ class ScaleDiscriminator(nn.Module):
             self.joint = _block_lrelu(code + cond_dim, code, 3, 1, sn=sn)
             self.cond_logit = _sn(nn.Conv2d(code, 1, kernel_size=4, stride=4), sn)
         self.uncond_logit = _sn(nn.Conv2d(code, 1, kernel_size=4, stride=4), sn)
-        # contrastive: the condition mapped into the pooled image code's space, for the InfoNCE term
-        # of s2ilib.training.tree_step (``forward(..., pair=True)``)
-        self.contrast = _sn(nn.Linear(cond_dim, code, bias=False), sn) if contrastive else None
+        # contrastive: the condition (``cond_dim``, or ``contrast_dim`` when the term pairs images with
+        # another vector, ``forward(c_pair=...)``) mapped into the pooled image code's space, for the
+        # InfoNCE term of s2ilib.training.tree_step (``forward(..., pair=True)``)
+        self.contrast = (_sn(nn.Linear(contrast_dim or cond_dim, code, bias=False), sn) if contrastive else None)
         if not sn:  # orthogonal init would fight the spectral-norm parametrisation
             init_weights(self)
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor, pair: bool = False) -> tuple:
-        """(cond logit (B,), uncond logit (B,)); ``pair``: also (pooled code (B, K), mapped c (B, K))."""
+    def forward(self, x: torch.Tensor, c: torch.Tensor, pair: bool = False,
+                c_pair: torch.Tensor | None = None) -> tuple:
+        """(cond logit (B,), uncond logit (B,)); ``pair``: also (pooled code (B, K), mapped ``c_pair``
+        (default ``c``) (B, K))."""
         if x.shape[-1] != self.size:
             raise ValueError(f"ScaleDiscriminator({self.size}) got images of size {tuple(x.shape)}")
         code = self.encode(x)
@@ -245,7 +248,8 @@ class ScaleDiscriminator(nn.Module):
             return cond, uncond
         if self.contrast is None:
             raise ValueError("pair=True needs a discriminator built with contrastive=True")
-        return cond, uncond, (code.mean(dim=(2, 3)), self.contrast(c.to(code.dtype)))
+        c_pair = c if c_pair is None else c_pair
+        return cond, uncond, (code.mean(dim=(2, 3)), self.contrast(c_pair.to(code.dtype)))
 
 
 def init_weights(module: nn.Module) -> None:
@@ -261,9 +265,10 @@ def init_weights(module: nn.Module) -> None:
 
 
 def build_discriminators(sizes: list[int], df_dim: int, cond_dim: int, spectral_norm: bool = False,
-                         projection: bool = False, contrastive: bool = False) -> nn.ModuleList:
+                         projection: bool = False, contrastive: bool = False,
+                         contrast_dim: int | None = None) -> nn.ModuleList:
     """One :class:`ScaleDiscriminator` per generator branch size."""
-    return nn.ModuleList([ScaleDiscriminator(s, df_dim, cond_dim, spectral_norm, projection, contrastive)
+    return nn.ModuleList([ScaleDiscriminator(s, df_dim, cond_dim, spectral_norm, projection, contrastive, contrast_dim)
                           for s in sizes])
 
 
@@ -303,8 +308,10 @@ def build_networks(cfg: Any, cond_dim: int) -> tuple[nn.Module, nn.ModuleList]:
     G = make_generator(generator_kwargs(cfg, cond_dim))
     if _fusion(cfg):
         return G, nn.ModuleList([FusionDiscriminator(s, cfg.df_dim, cond_dim) for s in G.sizes])
+    contrast_dim = cond_dim if getattr(cfg, "contrastive_cond", "mu") == "embedding" else None
     return G, build_discriminators(G.sizes, cfg.df_dim, cfg.ca_dim, spectral_norm=cfg.spectral_norm,
-                                   projection=cfg.projection, contrastive=cfg.contrastive > 0)
+                                   projection=cfg.projection, contrastive=cfg.contrastive > 0,
+                                   contrast_dim=contrast_dim)
 
 
 def _log2_steps(size: int, start: int, what: str) -> int:

@@ -8,7 +8,8 @@ augmentation, colour consistency, mode seeking, and the contrastive term below.
 maps its pooled image code and the condition into one space (:class:`s2ilib.models.gan.ScaleDiscriminator`
 ``contrastive``), and an InfoNCE loss over the batch asks each image to pick its own condition
 among the batch's: D learns it on real images with their conditions, G on its images with
-theirs. Where the scalar conditional logit only tells real-and-matching from the rest, this asks
+theirs. The condition is the CA mean ``mu`` (then G's CA learns from the term too) or, with
+``gan.contrastive_cond = "embedding"``, the encoder's embedding, which G cannot move. Where the scalar conditional logit only tells real-and-matching from the rest, this asks
 D's image code to tell the conditions apart, and G to render what tells them apart.
 """
 from __future__ import annotations
@@ -50,12 +51,14 @@ def tree_step(tr: Any, reals: list[torch.Tensor], wrongs: list[torch.Tensor], em
     with autocast():
         fakes, mu, logvar = tr.G_fwd(z, emb, eps=eps)
     c_d = mu.detach()  # D is conditioned on mu, as StackGAN-v2
+    # the InfoNCE term's condition: mu (default), or the encoder's embedding (gan.contrastive_cond)
+    c_con = emb if con and cfg.contrastive_cond == "embedding" else None
     d_losses, d_con = [], []
     for D, opt, real, wrong, fake in zip(tr.Ds_fwd, tr.opt_Ds, reals, wrongs, fakes):
         opt.zero_grad(set_to_none=True)
         with autocast():
             # Separate passes keep BatchNorm statistics per kind of batch, as the authors.
-            r_c, r_u, *pair = D(aug(real), c_d, pair=con)
+            r_c, r_u, *pair = D(aug(real), c_d, pair=con, c_pair=c_con)
             w_c, _ = D(aug(wrong), c_d)
             f_c, f_u = D(aug(fake.detach()), c_d)
         loss, _ = d_loss(r_c, f_c, w_c, r_u, f_u, cfg.uncond_loss, kind=cfg.d_loss)
@@ -69,7 +72,8 @@ def tree_step(tr: Any, reals: list[torch.Tensor], wrongs: list[torch.Tensor], em
     tr.opt_G.zero_grad(set_to_none=True)
     tr.Ds.requires_grad_(False)  # no D weight gradients in the G pass (saves a third of D backward)
     with autocast():
-        outs = [D(aug(fake), mu, pair=con) for D, fake in zip(tr.Ds, fakes)]  # mu not detached: CA learns from D
+        # mu not detached: CA learns from D
+        outs = [D(aug(fake), mu, pair=con, c_pair=c_con) for D, fake in zip(tr.Ds, fakes)]
     g_adv = [g_adv_loss(o[0], o[1], cfg.uncond_loss, kind=cfg.d_loss) for o in outs]
     g_con = [info_nce(o[2][0][rows], o[2][1][rows]) for o in outs] if con else []
     kl = kl_loss(mu, logvar)
