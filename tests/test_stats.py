@@ -125,6 +125,21 @@ def test_verdict(low, high, direction, expected):
     assert stats.verdict(low, high, direction) == expected
 
 
+def test_few_discordant_pairs_stay_undecided():
+    """3 R-precision hits against none on 60 paired queries: the bootstrap interval excludes 0 (no
+    resample can go below it), the sign-flip test gives p = 2 / 2**3 = 0.25 (the 57 ties flip to nothing), so no verdict."""
+    a = np.zeros(60)
+    a[[3, 17, 41]] = 1.0
+    d = stats.paired_difference(a, np.zeros(60), seed=0)
+    assert d["low"] > 0 and d["p_value"] == pytest.approx(0.25, abs=0.01)  # Monte Carlo sign flips
+    assert stats.verdict(d["low"], d["high"], +1) == "holds"  # the interval alone would decide
+    assert stats.verdict(d["low"], d["high"], +1, d["p_value"]) == "undecided"
+    assert stats.claim_row("one-stage beats two-stage", d, +1, "r_precision")["verdict"] == "undecided"
+    # a test that agrees keeps the verdict; a NaN p-value (no test) leaves the interval to decide
+    assert stats.verdict(0.01, 0.05, +1, 0.001) == "holds" and stats.verdict(-0.05, -0.01, +1, 0.01) == "fails"
+    assert stats.verdict(0.01, 0.05, +1, float("nan")) == "holds"
+
+
 def test_verdict_rejects_bad_input():
     with pytest.raises(ValueError):
         stats.verdict(0.1, 0.2, 0)

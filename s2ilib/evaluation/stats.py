@@ -252,12 +252,18 @@ def kid_interval(kid_mean: float, kid_std: float, level: float = 0.95, subset_si
     return Interval(float(kid_mean), kid_mean - z * se, kid_mean + z * se, n_items, n_items, level, method)
 
 
-def verdict(low: float, high: float, direction: int) -> str:
+def verdict(low: float, high: float, direction: int, p_value: float | None = None, alpha: float = 0.05) -> str:
     """Verdict of a claim "A better than B" from the interval [low, high] of a difference A - B.
 
     direction: +1 when bigger is better (accuracy, R-precision), -1 when smaller is (FID, KID, WER).
     ``"holds"``: the whole interval lies strictly on the claimed side of 0; ``"fails"``: strictly on
     the other side; ``"undecided"``: it contains 0 (or is NaN, e.g. a metric that was not computed).
+    ``p_value``: the two-sided test of the same difference (the sign-flip test of
+    :func:`paired_difference`, the normal one of :func:`unpaired_difference`); when given and
+    finite, a decided verdict also needs ``p_value < alpha``. A bootstrap interval of
+    a difference carried by a few discordant items can exclude 0 although the exact test cannot (3
+    R-precision hits against none among 60 paired queries: every resample's difference is >= 0,
+    BCa's interval is [0.016, 0.125], the sign-flip test's p is 0.25): the claim is then undecided.
     """
     if direction not in (1, -1):
         raise ValueError(f"verdict: direction must be +1 or -1, got {direction!r}")
@@ -265,6 +271,8 @@ def verdict(low: float, high: float, direction: int) -> str:
         return "undecided"
     if low > high:
         raise ValueError(f"verdict: low ({low}) is above high ({high})")
+    if p_value is not None and math.isfinite(p_value) and p_value >= alpha:
+        return "undecided"
     lo, hi = sorted((direction * low, direction * high))
     if lo > 0:
         return "holds"
@@ -276,8 +284,9 @@ def verdict(low: float, high: float, direction: int) -> str:
 def claim_row(name: str, diff: dict, direction: int, metric: str) -> dict:
     """One row of the claims table from a difference dict (:func:`paired_difference` or
     :func:`unpaired_difference` of A minus B): {claim, metric, estimate, low, high, p_value, n,
-    verdict}. ``p_value`` is NaN when ``diff`` has none."""
+    verdict}. ``p_value`` is NaN when ``diff`` has none; when it has one, the verdict needs it below
+    0.05 as well (:func:`verdict`)."""
     low, high = float(diff["low"]), float(diff["high"])
+    p = float(diff.get("p_value", float("nan")))
     return {"claim": name, "metric": metric, "estimate": float(diff["estimate"]), "low": low,
-            "high": high, "p_value": float(diff.get("p_value", float("nan"))), "n": int(diff["n"]),
-            "verdict": verdict(low, high, direction)}
+            "high": high, "p_value": p, "n": int(diff["n"]), "verdict": verdict(low, high, direction, p)}

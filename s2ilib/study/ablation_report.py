@@ -60,7 +60,7 @@ def loss_claims(dataset: str, items: dict[str, dict[str, Any]], seed: int = 0) -
             for metric, where in LOSS_METRICS:
                 diff = paired_comparison(items[a][where], items[b][where], metric, seed=seed)
                 out.append(_row(dataset, claim, f"{a} - {b}", metric, diff,
-                                stats.verdict(diff["low"], diff["high"], +1)))
+                                stats.verdict(diff["low"], diff["high"], +1, diff.get("p_value"))))
     return out
 
 
@@ -80,7 +80,8 @@ def scale_claims(dataset: str, rows: dict[int, dict[str, Any]], items: dict[int,
                 diff, direction = _kid_difference(rows[hi], rows[lo]), -1
             else:
                 diff, direction = paired_comparison(items[hi], items[lo], metric, seed=seed), +1
-            out.append(_row(dataset, claim, comp, metric, diff, stats.verdict(diff["low"], diff["high"], direction)))
+            out.append(_row(dataset, claim, comp, metric, diff,
+                            stats.verdict(diff["low"], diff["high"], direction, diff.get("p_value"))))
     return out
 
 

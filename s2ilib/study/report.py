@@ -183,7 +183,8 @@ def claim_rows(res: dict[str, Any], items: dict[str, Any] | None = None) -> list
     without them per-item metrics fall back to an unpaired difference of their stored intervals).
     One dict per claim: claim, metric, rule, comparison, margin, ours, other (point values),
     estimate / low / high of ours - other (95%), p_value, n, n_groups, verdict (holds / fails /
-    undecided, from the interval only) and note (FIDs and the real-vs-real floor)."""
+    undecided, from the interval, with the test's p_value below 0.05 where there is one:
+    :func:`s2ilib.evaluation.stats.verdict`) and note (FIDs and the real-vs-real floor)."""
     items = items or {}
     rows = []
     for claim in CLAIMS:
@@ -202,7 +203,9 @@ def claim_rows(res: dict[str, Any], items: dict[str, Any] | None = None) -> list
         if claim.rule == "close":
             verdict = margin_verdict(low, high, margin)
         else:
-            verdict = stats.verdict(low, high, -1 if claim.rule == "lower" else 1)
+            # above chance: an exact interval with a one-sided p-value; else the two-sided test must agree
+            p = _NAN if claim.rule == "above_chance" else _num(diff.get("p_value", _NAN))
+            verdict = stats.verdict(low, high, -1 if claim.rule == "lower" else 1, p)
         rows.append({"claim": claim.name, "metric": claim.metric, "rule": claim.rule, "comparison": how,
                      "margin": _NAN if margin is None else margin, "ours": ours, "other": other,
                      "estimate": _num(diff["estimate"]), "low": low, "high": high,

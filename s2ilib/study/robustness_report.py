@@ -68,11 +68,11 @@ def claims(results: dict[str, dict[str, Any]], seed: int = 0, ours: str = "one_s
         for cond in r["conditions"]:
             for metric in CLAIM_METRICS:
                 d = paired_comparison(r["items"][ours][cond], r["items"][other][cond], metric, seed=seed)
-                lo, hi = float(d["low"]), float(d["high"])
+                lo, hi, p = float(d["low"]), float(d["high"]), float(d.get("p_value", math.nan))
                 rows.append({"dataset": name, "condition": cond, "family": family(cond), "claim": CLAIM,
                              "comparison": f"{ours} - {other}", "metric": metric, "estimate": float(d["estimate"]),
-                             "low": lo, "high": hi, "p_value": float(d.get("p_value", math.nan)),
-                             "n": int(d.get("n", 0)), "verdict": stats.verdict(lo, hi, +1)})
+                             "low": lo, "high": hi, "p_value": p, "n": int(d.get("n", 0)),
+                             "verdict": stats.verdict(lo, hi, +1, p)})
     return pd.DataFrame(rows, columns=["dataset", "condition", "family", "claim", "comparison", "metric", "estimate",
                                        "low", "high", "p_value", "n", "verdict"])
 
