@@ -103,33 +103,12 @@ def seeds_html(report_dir: Path) -> str:
                      "generators with other training seeds and writes main_table_seeds.csv (about an hour "
                      "of CPU per seed at small).")
     combined = pd.read_csv(path)
-    stale = _stale_seed_cells(combined, report_dir / "main_table_long.csv")
+    stale = S.stale_cells(combined, report_dir / "main_table_long.csv")
     warn = (_note(f"{len(stale)} cells of the main run differ from the main table now "
                   f"(e.g. {', '.join(stale[:3])}): the main table changed after the seeds were combined; "
                   f"rerun `make study-seeds`.") if stale else "")
     return (warn + f"<p>{html.escape(S.seeds_note(combined))}</p>"
             + S.seeds_wide(combined).to_html(index=False, border=0))
-
-
-def _stale_seed_cells(combined, main_long: Path) -> list[str]:
-    """Cells whose main-run value differs from ``main_long`` (the main run is combined first, so its
-    seed is the one most rows list first)."""
-    import pandas as pd
-
-    if not main_long.is_file() or combined.empty:
-        return []
-    now = pd.read_csv(main_long).set_index(["dataset", "method", "condition", "metric"])["value"]
-    firsts = combined["seeds"].astype(str).str.split(";").str[0]
-    main_seed = firsts.mode().iloc[0]
-    out = []
-    for r, seed in zip(combined.itertuples(index=False), firsts):
-        key = (r.dataset, r.method, r.condition, r.metric)
-        if seed != main_seed:
-            continue
-        first = float(str(r.values).split(";")[0])
-        if key in now.index and not pd.isna(now[key]) and abs(float(now[key]) - first) > 1e-5 * max(1.0, abs(first)):
-            out.append("/".join(map(str, key)))
-    return out
 
 
 def _verdict_column(df) -> Any:

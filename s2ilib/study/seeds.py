@@ -158,6 +158,28 @@ def seeds_markdown(combined, metrics: Sequence[str] = HEADLINE, digits: int = 3)
     return "\n".join(lines) + "\n\n" + seeds_note(combined) + "\n"
 
 
+def stale_cells(combined, main_long: str | Path) -> list[str]:
+    """Cells whose main-run value differs from ``main_long`` (the main run is combined first, so its
+    seed is the one most rows list first)."""
+    import pandas as pd
+
+    main_long = Path(main_long)
+    if not main_long.is_file() or combined.empty:
+        return []
+    now = pd.read_csv(main_long).set_index(["dataset", "method", "condition", "metric"])["value"]
+    firsts = combined["seeds"].astype(str).str.split(";").str[0]
+    main_seed = firsts.mode().iloc[0]
+    out = []
+    for r, seed in zip(combined.itertuples(index=False), firsts):
+        key = (r.dataset, r.method, r.condition, r.metric)
+        if seed != main_seed:
+            continue
+        first = float(str(r.values).split(";")[0])
+        if key in now.index and not pd.isna(now[key]) and abs(float(now[key]) - first) > 1e-5 * max(1.0, abs(first)):
+            out.append("/".join(map(str, key)))
+    return out
+
+
 def write_seed_tables(combined, out_dir: str | Path, name: str = "main_table_seeds") -> dict[str, Path]:
     """Write ``<name>.csv`` (every metric) and ``<name>.md`` (the headline metrics) into ``out_dir``."""
     out = Path(out_dir)
