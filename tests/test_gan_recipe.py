@@ -26,8 +26,9 @@ def test_recipe_bundle_and_explicit_overrides():
     assert get_config("paper").gan.recipe == "stackgan2"  # the paper preset keeps the authors' recipe
     for preset in ("small", "smoke"):  # small adopted the sweep's best recipe; smoke runs the same code
         c = get_config(preset).gan
-        assert (c.recipe, c.d_loss, c.spectral_norm, c.projection, c.diffaug, c.contrastive, c.mode_seeking) == \
-            ("contrastive", "hinge", True, True, "translation,cutout", 1.0, 0.0)
+        assert (c.recipe, c.d_loss, c.spectral_norm, c.projection, c.diffaug, c.contrastive, c.mode_seeking,
+                c.contrastive_cond) == ("contrastive", "hinge", True, True, "translation,cutout", 1.0, 0.0, "embedding")
+    assert get_config("smoke", {"gan.contrastive_cond": "mu"}).gan.contrastive_cond == "mu"  # explicit key wins
     m = get_config("smoke", {"gan.recipe": "modern"}).gan
     assert (m.d_loss, m.spectral_norm, m.projection, m.diffaug, m.mode_seeking) == \
         ("hinge", True, True, "translation,cutout", 1.0)

@@ -138,6 +138,7 @@ class GanConfig:
     # What the InfoNCE term pairs the image code with: "mu", the CA mean D is conditioned on (G's CA
     # also learns from the term); "embedding", the encoder's embedding itself, as XMC-GAN pairs
     # images with a fixed sentence embedding (G can then lower the term only through its images).
+    # Recipe "contrastive" sets "embedding".
     contrastive_cond: str = "mu"
     # "stackgan2": the authors' tree of stages; "fusion": one stage whose every block is modulated by
     # the condition, with DF-GAN's one-logit discriminator at the output size (s2ilib.models.fusion_gan).
@@ -154,9 +155,13 @@ RECIPES: dict[str, dict[str, Any]] = {
     "modern": {"d_loss": "hinge", "spectral_norm": True, "projection": True, "diffaug": "translation,cutout",
                "mode_seeking": 1.0, "lr_g": 2e-4, "lr_d": 4e-4, "beta1": 0.0, "beta2": 0.9},
     # "modern" with XMC-GAN's contrastive term instead of mode seeking: the best recipe of the
-    # sweep at small (README, "Generator recipes at small"), the small preset's recipe.
+    # sweep at small (README, "Generator recipes at small"), the small preset's recipe. Its InfoNCE
+    # pairs D's image code with the encoder's embedding (contrastive_cond "embedding"): in side runs
+    # at small it read 0.45 / 0.51 / 0.42 (flowers speech / flowers text / birds speech) against
+    # 0.39 / 0.36 / 0.36 when it paired them with the CA mean.
     "contrastive": {"d_loss": "hinge", "spectral_norm": True, "projection": True, "diffaug": "translation,cutout",
-                    "contrastive": 1.0, "lr_g": 2e-4, "lr_d": 4e-4, "beta1": 0.0, "beta2": 0.9},
+                    "contrastive": 1.0, "contrastive_cond": "embedding",
+                    "lr_g": 2e-4, "lr_d": 4e-4, "beta1": 0.0, "beta2": 0.9},
     # DF-GAN (Tao et al. 2022): fusion blocks, hinge loss, MA-GP (2, power 6), lr 1e-4 / 4e-4, no CA.
     "dfgan": {"arch": "fusion", "d_loss": "hinge", "ma_gp": 2.0, "ma_gp_power": 6.0, "kl_coef": 0.0,
               "lr_g": 1e-4, "lr_d": 4e-4, "beta1": 0.0, "beta2": 0.9},
