@@ -131,3 +131,27 @@ def test_channels_last_teacher_gives_the_same_bf16_features():
     conv = [p for p in Teacher(image_size=96).net.parameters() if p.dim() == 4 and p.shape[-1] > 1][0]
     assert conv.is_contiguous(memory_format=torch.channels_last)
     assert (a - b).abs().max() <= 1e-3 * a.abs().max()
+
+
+@dataclass
+class _BoxRec:
+    key: str
+    path: Path
+    bbox: tuple[float, float, float, float] | None
+
+
+def test_teacher_bbox_crop_sees_the_box_and_is_its_own_cache(tmp_path, monkeypatch):
+    """encoder.teacher_bbox_crop: the views come from the GAN's bounding-box crop; a record without a
+    box keeps the whole image; the cache key says so, so whole-image features are never reused."""
+    ds = _Images(tmp_path, 2)
+    ds.images = [_BoxRec(r.key, r.path, box) for r, box in zip(ds.images, [(20, 10, 16, 12), None])]
+    cfg = EncoderConfig(teacher_views=1, teacher_image_size=64, teacher_bbox_crop=True)
+    key = teacher_mod.teacher_cache_key(ds, cfg)
+    assert key["bbox_crop"] is True and "bbox_crop" not in teacher_mod.teacher_cache_key(ds, EncoderConfig())
+    feats = compute_teacher_features(ds, cfg, tmp_path / "t" / "crop.pt", progress=False, bf16=False)
+    full = load_image_uint8(ds.images[0].path)
+    # bbox_crop_box: half-side 0.75 * 16 = 12 around the centre (28, 16), clipped to the 48 x 64 image
+    t = Teacher("efficientnet-lite0", image_size=64)
+    assert torch.allclose(feats[0], t.features(image_views(full[:, 4:28, 16:40], 1, 64)), atol=1e-4)
+    assert not torch.allclose(feats[0], t.features(image_views(full, 1, 64)), atol=1e-2)
+    assert torch.allclose(feats[1], t.features(image_views(load_image_uint8(ds.images[1].path), 1, 64)), atol=1e-4)

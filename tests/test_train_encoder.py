@@ -136,6 +136,25 @@ def test_other_config_in_same_folder_is_refused(data, tmp_path):
         train_encoder("speech_ts", ds, feats, _cfg(max_steps=2, rnn_hidden=4), tmp_path, seed=1, progress=False)
 
 
+def test_a_switch_added_later_does_not_orphan_a_finished_run(data, tmp_path):
+    """A run written before a key existed had that key's default: it is returned as is (not
+    retrained, not refused); a run with another value of the key is still refused."""
+    ds, feats = data
+    out = tmp_path / "run"
+    train_encoder("speech_ts", ds, feats, _cfg(), out, seed=1, progress=False)
+    for name in ("config.json", "summary.json"):  # as an older version wrote them
+        d = json.loads((out / name).read_text())
+        (d["config"] if name == "summary.json" else d)["encoder"].pop("teacher_bbox_crop")
+        (out / name).write_text(json.dumps(d))
+    mtime = (out / "checkpoint.pt").stat().st_mtime_ns
+    again = train_encoder("speech_ts", ds, feats, _cfg(), out, seed=1, progress=False)
+    assert again["steps"] == 8 and (out / "checkpoint.pt").stat().st_mtime_ns == mtime
+    cfg = _cfg()
+    cfg.teacher_bbox_crop = True
+    with pytest.raises(EncoderTrainError, match="teacher_bbox_crop"):
+        train_encoder("speech_ts", ds, feats, cfg, out, seed=1, progress=False)
+
+
 def test_classifier_and_text_encoders(data, tmp_path):
     ds, feats = data
     s = train_encoder("speech_cls", ds, feats, _cfg(max_steps=4, bf16=True), tmp_path / "cls", seed=1, progress=False)

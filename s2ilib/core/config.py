@@ -67,6 +67,10 @@ class EncoderConfig:
     teacher_weights: str = ""  # path to GoogLeNet weights when teacher == "googlenet"
     teacher_views: int = 10  # 5 crops x flip, as the authors
     teacher_image_size: int = 224
+    # The teacher sees each image's bounding-box crop (the square the GAN trains on, see
+    # gan.bbox_crop) instead of the whole image, so the bird's parts fill more of its view. The
+    # authors' teacher saw the whole image (false). Datasets without boxes are not cropped.
+    teacher_bbox_crop: bool = False
     # Speech encoder (CNN shortening time 64x + BiRNN), channel widths of the conv stack.
     cnn_channels: list[int] = field(default_factory=lambda: [64, 64, 128, 256, 256, 512, 512, 1024])
     rnn_type: str = "lstm"

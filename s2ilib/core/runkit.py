@@ -173,6 +173,17 @@ def config_diff(old: dict, new: dict, ignore: Iterable[str] = ()) -> list[str]:
     return sorted(k for k in set(a) | set(b) if k not in skip and a.get(k, "<absent>") != b.get(k, "<absent>"))
 
 
+def with_defaults(saved: Any, section: str, config_class: type) -> Any:
+    """A saved run config whose ``saved[section]`` lacks keys of the dataclass ``config_class``
+    added since it was written: those set to their defaults (the run had the default then), so a
+    new switch does not orphan finished runs."""
+    import dataclasses
+
+    if not isinstance(saved, dict) or not isinstance(saved.get(section), dict):
+        return saved
+    return {**saved, section: {**json.loads(json.dumps(dataclasses.asdict(config_class()))), **saved[section]}}
+
+
 def check_same_run(folder: str | Path, old: dict, new: dict, ignore: Iterable[str] = (),
                    error: type[Exception] = CheckpointError, hint: str = "") -> None:
     """Refuse to resume ``folder`` (saved config ``old``) with another config ``new``."""

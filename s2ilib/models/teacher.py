@@ -16,6 +16,8 @@ image's shorter side is resized to ``size / 0.875`` and ``size x size`` crops ar
 centre and the four corners, each also flipped. ``views = k`` takes the first k of
 :data:`VIEW_ORDER`, which puts the most different views first (centre, its flip, corners...).
 The authors' crops were 224 out of 227 (almost the whole image); 0.875 is the usual ImageNet ratio.
+With ``teacher_bbox_crop`` the views are taken from the image's bounding-box crop
+(:func:`s2ilib.data.records.bbox_crop_box`, the GAN's crop) where the record has a box.
 """
 from __future__ import annotations
 
@@ -195,6 +197,18 @@ def load_image_uint8(path: str | Path) -> torch.Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1)
 
 
+def _teacher_image(dataset: Any, record: Any, cfg: Any) -> torch.Tensor:
+    """uint8 (3, H, W): the record's image, cropped to its bounding box with ``cfg.teacher_bbox_crop``."""
+    from s2ilib.data.records import bbox_crop_box
+
+    image = load_image_uint8(_image_path(dataset, record))
+    bbox = getattr(record, "bbox", None)
+    if getattr(cfg, "teacher_bbox_crop", False) and bbox is not None:
+        left, top, right, bottom = bbox_crop_box(bbox, image.shape[2], image.shape[1])
+        image = image[:, top:bottom, left:right]
+    return image
+
+
 def dataset_fingerprint(dataset: Any) -> str:
     """Hash of the dataset's image list (relative paths and file sizes)."""
     h = hashlib.sha256(str(getattr(dataset, "name", "")).encode())
@@ -209,7 +223,9 @@ def teacher_cache_key(dataset: Any, cfg: Any) -> dict:
     return {"version": CACHE_VERSION, "teacher": cfg.teacher, "views": cfg.teacher_views,
             "image_size": cfg.teacher_image_size, "crop_fraction": CROP_FRACTION,
             "weights": Path(cfg.teacher_weights).name if cfg.teacher == "googlenet" else "",
-            "dataset": dataset_fingerprint(dataset), "n_images": len(dataset.images)}
+            "dataset": dataset_fingerprint(dataset), "n_images": len(dataset.images),
+            # only where set, so the caches of whole-image runs written before the switch stay valid
+            **({"bbox_crop": True} if getattr(cfg, "teacher_bbox_crop", False) else {})}
 
 
 def compute_teacher_features(dataset: Any, cfg: Any, cache_path: str | Path | None = None, progress: bool = True,
@@ -262,8 +278,8 @@ def _compute(dataset: Any, cfg: Any, key: dict, cache_path: str | Path | None, p
     bar = tqdm(total=n, desc=f"teacher {cfg.teacher}", unit="img", disable=not progress)
     for start in range(0, n, batch_images):
         idx = list(range(start, min(start + batch_images, n)))
-        crops = torch.cat([image_views(load_image_uint8(_image_path(dataset, dataset.images[i])), v,
-                                       teacher.input_size) for i in idx])
+        crops = torch.cat([image_views(_teacher_image(dataset, dataset.images[i], cfg), v, teacher.input_size)
+                           for i in idx])
         feats[idx] = teacher.features(crops).cpu().view(len(idx), v, teacher.dim)
         bar.update(len(idx))
     bar.close()

@@ -186,7 +186,8 @@ def teacher_features(ds, cfg: StudyConfig, paths: RunPaths, progress: bool = Tru
     from s2ilib.models.teacher import compute_teacher_features
 
     e = cfg.encoder
-    cache = paths.data(ds.name) / "teacher" / f"{e.teacher}_v{e.teacher_views}_{e.teacher_image_size}.pt"
+    crop = "_bbox" if e.teacher_bbox_crop else ""
+    cache = paths.data(ds.name) / "teacher" / f"{e.teacher}_v{e.teacher_views}_{e.teacher_image_size}{crop}.pt"
     return compute_teacher_features(ds, e, cache_path=cache, progress=progress, device=device_of(cfg))
 
 

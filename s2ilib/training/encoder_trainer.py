@@ -36,12 +36,13 @@ from s2ilib.training.checkpoint import load_checkpoint, save_checkpoint
 from s2ilib.models.embedding import _embed, _store_table, collate_speech, export_embeddings
 from s2ilib.models.encoders import Tokenizer
 from s2ilib.models.loading import KINDS, EncoderTrainError, build_model
+from s2ilib.core.config import EncoderConfig
 from s2ilib.core.device import resolve_device
 from s2ilib.core.io import atomic_write_text, seed_everything
 from s2ilib.training.losses import TeacherStudentLoss
 from s2ilib.core.results import append_jsonl
 from s2ilib.evaluation.retrieval import retrieval_metrics
-from s2ilib.core.runkit import check_same_run, truncate_jsonl
+from s2ilib.core.runkit import check_same_run, truncate_jsonl, with_defaults
 
 VAL_FRACTION = 0.05  # of the training images, held out for validation
 VAL_MAX_IMAGES = 50
@@ -244,8 +245,7 @@ class EncoderRun:
         return out
 
 
-# --------------------------------------------------------------------------------------------
-# run folder bookkeeping
+# -------------------------------------------------------------------------- run folder bookkeeping
 
 
 def _resolved_config(kind: str, cfg: Any, seed: int, dataset: Any, teacher_feats: torch.Tensor) -> dict:
@@ -263,6 +263,7 @@ def _check_same_run(path: Path, new: dict) -> None:
         raise EncoderTrainError(f"{path}: unreadable run config ({exc}); use a new out_dir or delete it") from exc
     if not isinstance(old, dict):
         raise EncoderTrainError(f"{path}: not a run config (a JSON object); use a new out_dir or delete it")
+    old = with_defaults(old, "encoder", EncoderConfig)  # keys added since: at their defaults
     check_same_run(path.parent, old, new, ignore={f"encoder.{k}" for k in RESUMABLE_KEYS}, error=EncoderTrainError)
 
 
@@ -349,7 +350,7 @@ def _train_locked(kind: str, dataset: Any, teacher_feats: torch.Tensor, cfg: Any
     _check_same_run(out / "config.json", resolved)
     if (out / "summary.json").is_file() and (out / "embeddings.pt").is_file():
         done = json.loads((out / "summary.json").read_text())
-        if done.get("config") == resolved:
+        if with_defaults(done.get("config"), "encoder", EncoderConfig) == resolved:
             return done
     seed_everything(seed)
     run = EncoderRun(kind, dataset, teacher_feats, cfg, seed, device)
