@@ -121,6 +121,14 @@ def test_train_writes_run_folder_and_generates(tmp_path, data):
         train_gan(images, emb, idx, cls, cfg, tmp_path, seed=2, progress=False)
     with pytest.raises(GanCheckpointError, match="different data"):
         train_gan(images, emb + 1, idx, cls, cfg, tmp_path, seed=1, progress=False)
+    # a checkpoint written before a switch existed had its default: still this run (runkit.with_defaults)
+    # (at its default value: still this run; at another value than its default: refused)
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert ckpt["config"].pop("ma_gp_every") == 1
+    torch.save(ckpt, tmp_path / "checkpoint.pt")
+    assert train_gan(images, emb, idx, cls, cfg, tmp_path, seed=1, progress=False)["reused"]
+    with pytest.raises(GanCheckpointError, match="ma_gp_every"):
+        train_gan(images, emb, idx, cls, tiny_cfg(ma_gp_every=2), tmp_path, seed=1, progress=False)
 
 
 @pytest.mark.parametrize("bf16", [False, True])

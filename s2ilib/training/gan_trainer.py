@@ -45,7 +45,8 @@ from s2ilib.training.tree_step import tree_step
 from s2ilib.core.config import GanConfig, save_config
 from s2ilib.core.device import resolve_device
 from s2ilib.core.io import atomic_write_text, seed_everything, torch_save_atomic
-from s2ilib.core.runkit import check_same_run, config_diff, load_checkpoint, rng_state, set_rng_state, truncate_jsonl
+from s2ilib.core.runkit import (check_same_run, config_diff, load_checkpoint, rng_state, set_rng_state, truncate_jsonl,
+                                with_defaults)
 
 CHECKPOINT = "checkpoint.pt"
 # Keys of GanConfig that may change between a run and its resumption (they do not change the model
@@ -219,7 +220,7 @@ def _check_resumable(ckpt: dict[str, Any], cfg_d: dict[str, Any], fp: dict[str, 
                      path: Path) -> None:
     """The checkpoint's run (GAN config, seed, data fingerprint) must be this one, training length aside."""
     # A switch added after the checkpoint was written is absent from it: the run had its default.
-    old = {"gan": {**_cfg_dict(GanConfig()), **ckpt["config"]}, "seed": ckpt["seed"], "data": ckpt["data"]}
+    old = with_defaults({"gan": ckpt["config"], "seed": ckpt["seed"], "data": ckpt["data"]}, "gan", GanConfig)
     new = {"gan": cfg_d, "seed": seed, "data": fp}
     ignore = {f"gan.{k}" for k in _RESUMABLE_KEYS}
     changed = {k.split(".")[0] for k in config_diff(old, new, ignore)}
