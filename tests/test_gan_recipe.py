@@ -27,7 +27,7 @@ def test_recipe_bundle_and_explicit_overrides():
     for preset in ("small", "smoke"):  # small adopted the sweep's best recipe; smoke runs the same code
         c = get_config(preset).gan
         assert (c.recipe, c.d_loss, c.spectral_norm, c.projection, c.diffaug, c.contrastive, c.mode_seeking,
-                c.contrastive_cond) == ("contrastive", "hinge", True, True, "translation,cutout", 1.0, 0.0, "embedding")
+                c.contrastive_cond) == ("contrastive", "hinge", True, True, "translation,cutout", 2.0, 0.0, "embedding")
     assert get_config("smoke", {"gan.contrastive_cond": "mu"}).gan.contrastive_cond == "mu"  # explicit key wins
     m = get_config("smoke", {"gan.recipe": "modern"}).gan
     assert (m.d_loss, m.spectral_norm, m.projection, m.diffaug, m.mode_seeking) == \

@@ -40,7 +40,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             # 2-core CPU. The discriminators dominate the step time (DF 32: 0.26 s/step bf16,
             # DF 16: 0.18 s/step), so DF is kept at GF's width. Recipe "contrastive" (hinge, spectral
             # norm, projection, DiffAugment translation + cutout, XMC-GAN's InfoNCE in D between the
-            # image code and the encoder's embedding since 2026-12-05, TTUR): at
+            # image code and the encoder's embedding, weight 2, since 2026-12-05, TTUR): at
             # about the same minutes per generator it beat the authors' recipe on birds in the sweep
             # (README, "Generator recipes at small": 1,800 steps 0.357 vs 2,500 steps 0.328 attribute
             # accuracy, R-precision 0.042 vs 0.020, the noise no longer ignored). In the fresh study of
