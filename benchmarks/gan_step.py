@@ -55,6 +55,7 @@ def main() -> None:
         z = lambda: (torch.randn(B, cfg.z_dim, generator=g), torch.randn(B, cfg.ca_dim, generator=g))
         if compiled:  # the training passes call G_fwd / Ds_fwd (tree_step); the G pass's Ds stay eager
             tr.G_fwd, tr.Ds_fwd = torch.compile(tr.G), [torch.compile(d) for d in tr.Ds]
+            # flops: the eager bfloat16 run's count (the same graph); FlopCounterMode would trace the compile
         else:
             with FlopCounterMode(display=False) as fc:
                 tr.step(reals, wrongs, emb, *z())

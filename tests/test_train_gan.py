@@ -121,8 +121,8 @@ def test_train_writes_run_folder_and_generates(tmp_path, data):
         train_gan(images, emb, idx, cls, cfg, tmp_path, seed=2, progress=False)
     with pytest.raises(GanCheckpointError, match="different data"):
         train_gan(images, emb + 1, idx, cls, cfg, tmp_path, seed=1, progress=False)
-    # a checkpoint written before a switch existed had its default: still this run (runkit.with_defaults)
-    # (at its default value: still this run; at another value than its default: refused)
+    # a checkpoint written before a switch existed had its default (runkit.with_defaults): resuming at
+    # that default is still this run, at another value it is refused
     ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert ckpt["config"].pop("ma_gp_every") == 1
     torch.save(ckpt, tmp_path / "checkpoint.pt")

@@ -164,7 +164,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     # at small it read 0.45 / 0.51 / 0.42 (flowers speech / flowers text / birds speech) against
     # 0.39 / 0.36 / 0.36 when it paired them with the CA mean. Weight 2 instead of 1 raised all six
     # small generators by +0.025 to +0.056 (side runs of 2026-12-05; weight 4 on flowers speech read
-    # as 2 did: README, "Next knobs under the embedding pairing").
+    # as 2 did: README, "How the contrastive weight was chosen").
     "contrastive": {"d_loss": "hinge", "spectral_norm": True, "projection": True, "diffaug": "translation,cutout",
                     "contrastive": 2.0, "contrastive_cond": "embedding",
                     "lr_g": 2e-4, "lr_d": 4e-4, "beta1": 0.0, "beta2": 0.9},
