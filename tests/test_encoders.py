@@ -121,3 +121,28 @@ def test_text_encoder_mean_over_valid_tokens():
     with torch.no_grad():
         a, b = enc(tokens, lengths), enc(padded, lengths)
     assert a.shape == (2, 12) and torch.allclose(a, b, atol=1e-6)
+
+
+def test_spec_augment_masks_within_length_with_band_means_and_is_seeded():
+    import numpy as np
+
+    from s2ilib.models.embedding import spec_augment
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 40, 120)
+    x[2, :, 60:] = 0.0  # padding of a shorter utterance
+    lengths = torch.tensor([120, 120, 60])
+    kw = dict(freq_masks=2, freq_width=8, time_masks=2, time_width=30)
+    a = spec_augment(x, lengths, np.random.default_rng(5), **kw)
+    b = spec_augment(x, lengths, np.random.default_rng(5), **kw)
+    assert torch.equal(a, b) and not torch.equal(a, x)
+    assert torch.equal(x[2, :, 60:], torch.zeros(40, 60)) and torch.equal(a[2, :, 60:], x[2, :, 60:])
+    for i, n in enumerate(lengths.tolist()):
+        changed = a[i, :, :n] != x[i, :, :n]
+        means = x[i, :, :n].mean(dim=1, keepdim=True).expand(-1, n)
+        assert torch.allclose(a[i, :, :n][changed], means[changed])
+    # nothing to mask: the input itself, and no draws taken from the generator
+    rng = np.random.default_rng(1)
+    assert spec_augment(x, lengths, rng) is x and rng.integers(0, 10**9) == np.random.default_rng(1).integers(0, 10**9)
+    with pytest.raises(ValueError, match="must be >= 0"):
+        spec_augment(x, lengths, rng, freq_masks=-1)

@@ -100,6 +100,14 @@ class EncoderConfig:
     bf16: bool = True
     max_frames: int = 2048  # crop longer utterances (authors: 2048)
     classifier_lr: float = 1e-3
+    # SpecAugment (Park et al. 2019) of the training utterances of both speech encoders: this many
+    # frequency / time masks per utterance, each up to the given width (mel bins / frames), filled
+    # with the utterance's band means (s2ilib.models.embedding.spec_augment). 0 masks: off, as in the
+    # authors' code.
+    specaug_freq_masks: int = 0
+    specaug_freq_width: int = 8
+    specaug_time_masks: int = 0
+    specaug_time_width: int = 40
 
 
 @dataclass

@@ -104,6 +104,10 @@ RANGES: dict[str, Range] = {
     "encoder.ckpt_every": _ge(0, "0: only at the end"),
     "encoder.max_frames": _ge(64, "the speech encoder shortens time 64x"),
     "encoder.classifier_lr": _POS,
+    "encoder.specaug_freq_masks": _ge(0, "0: off"),
+    "encoder.specaug_freq_width": _ge(0),
+    "encoder.specaug_time_masks": _ge(0, "0: off"),
+    "encoder.specaug_time_width": _ge(0),
     # gan
     "gan.branches": Range(lo=1, hi=3, why="StackGAN-v2 scales"),
     "gan.base_size": _ge(8, pow2=True, why="the generator doubles from 4 px, the discriminator needs 8 px"),

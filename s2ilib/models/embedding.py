@@ -41,6 +41,37 @@ def collate_speech(store: Any, rows: np.ndarray, max_frames: int = 0,
     return x, lengths
 
 
+def spec_augment(x: torch.Tensor, lengths: torch.Tensor, rng: np.random.Generator, freq_masks: int = 0,
+                 freq_width: int = 8, time_masks: int = 0, time_width: int = 40) -> torch.Tensor:
+    """SpecAugment (Park et al. 2019) of a training batch: features (B, n_mels, T) -> same shape.
+
+    Each utterance gets ``freq_masks`` bands of up to ``freq_width`` mel bins and ``time_masks``
+    spans of up to ``time_width`` frames (inside its own length), each width drawn uniformly from
+    0..max. Masked cells take the utterance's mean of their band over its valid frames, so a mask
+    removes information without adding a value the features never hold. Draws come from ``rng``
+    (the step's seeded generator): a resumed run masks as an uninterrupted one.
+    """
+    if freq_masks < 0 or time_masks < 0 or freq_width < 0 or time_width < 0:
+        raise ValueError(f"spec_augment: mask counts and widths must be >= 0, got {freq_masks}, {freq_width}, "
+                         f"{time_masks}, {time_width}")
+    if not (freq_masks and freq_width) and not (time_masks and time_width):
+        return x
+    x = x.clone()
+    n_mels = x.shape[1]
+    for i in range(x.shape[0]):
+        n = int(lengths[i])
+        fill = x[i, :, :n].mean(dim=1, keepdim=True)  # (n_mels, 1)
+        for _ in range(freq_masks):
+            w = int(rng.integers(0, min(freq_width, n_mels) + 1))
+            f0 = int(rng.integers(0, n_mels - w + 1))
+            x[i, f0:f0 + w, :n] = fill[f0:f0 + w]
+        for _ in range(time_masks):
+            w = int(rng.integers(0, min(time_width, n) + 1))
+            t0 = int(rng.integers(0, n - w + 1))
+            x[i, :, t0:t0 + w] = fill
+    return x
+
+
 def _embed(model: torch.nn.Module, kind: str, inputs: tuple) -> torch.Tensor:
     return model.embed(*inputs) if kind == "speech_cls" else model(*inputs)
 

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from s2ilib.training import distributed
 from s2ilib.training.checkpoint import load_checkpoint, save_checkpoint
-from s2ilib.models.embedding import _embed, _store_table, collate_speech, export_embeddings
+from s2ilib.models.embedding import _embed, _store_table, collate_speech, export_embeddings, spec_augment
 from s2ilib.models.encoders import Tokenizer
 from s2ilib.models.loading import KINDS, EncoderTrainError, build_model
 from s2ilib.core.config import EncoderConfig
@@ -178,6 +178,10 @@ class EncoderRun:
             tokens, lengths = self.tokenizer.batch([items.texts[i] for i in sel])
             return tokens.to(self.device), lengths
         x, lengths = collate_speech(self.store, items.rows[sel], self.cfg.max_frames, rng)
+        if rng is not None:  # training batches only
+            c = self.cfg
+            x = spec_augment(x, lengths, rng, c.specaug_freq_masks, c.specaug_freq_width, c.specaug_time_masks,
+                             c.specaug_time_width)
         return x.to(self.device), lengths
 
     def labels(self, image_idx: np.ndarray) -> torch.Tensor:
