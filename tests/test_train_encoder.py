@@ -182,3 +182,18 @@ def test_epoch_batches_deterministic_complete_and_bucketed():
     plain = epoch_batches(n_frames, 10, seed=1, epoch=2, bucket=False)
     pad = lambda bs: sum(int(n_frames[x].max() - n_frames[x].min()) for x in bs)
     assert pad(a) < pad(plain) / 3
+
+
+def test_spec_augment_changes_training_and_resumes_exactly(data, tmp_path):
+    ds, feats = data
+    aug = dict(specaug_freq_masks=2, specaug_freq_width=6, specaug_time_masks=2, specaug_time_width=20)
+    plain = train_encoder("speech_ts", ds, feats, _cfg(), tmp_path / "plain", seed=3, progress=False)
+    full = train_encoder("speech_ts", ds, feats, _cfg(**aug), tmp_path / "full", seed=3, progress=False)
+    train_encoder("speech_ts", ds, feats, _cfg(**aug), tmp_path / "resumed", seed=3, progress=False, stop_at=5)
+    resumed = train_encoder("speech_ts", ds, feats, _cfg(**aug), tmp_path / "resumed", seed=3, progress=False)
+    assert plain["steps"] == full["steps"] == resumed["steps"] == 8 and resumed["resumed_from"] == 3
+    w = {k: torch.load(tmp_path / k / "checkpoint.pt", weights_only=True)["model"] for k in ("plain", "full", "resumed")}
+    assert all(torch.allclose(w["full"][k].float(), w["resumed"][k].float(), atol=1e-6) for k in w["full"])
+    assert any(not torch.allclose(w["full"][k].float(), w["plain"][k].float()) for k in w["full"])
+    # the run folder records the switch (a run without it is refused, as for any other key)
+    assert json.loads((tmp_path / "full" / "config.json").read_text())["encoder"]["specaug_time_masks"] == 2
