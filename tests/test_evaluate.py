@@ -354,6 +354,38 @@ def test_run_main_evaluation_end_to_end(built, reader):
     assert rows[0]["transcript"] == rows[0]["text"].rsplit(" ", 1)[0]
 
 
+@pytest.mark.slow
+def test_train_class_items_read_generated_images_of_training_captions(built):
+    from s2ilib.evaluation import attribute_reader as AR
+    from s2ilib.evaluation import train_classes as TC
+
+    ds, cfg, paths = built
+    _train_models(ds, cfg, paths)  # finished runs are returned as they are
+    q = TC.train_class_queries(ds, 5, cfg.seed)
+    assert len(q) == 5 and set(q["image_idx"]) <= set(ds.split("train"))
+    assert q.equals(TC.train_class_queries(ds, 5, cfg.seed)) and not q.equals(TC.train_class_queries(ds, 5, cfg.seed + 1))
+    n_all = len(TC.train_class_queries(ds, 10**6, cfg.seed))
+    assert n_all == int(((ds.speech.index["condition"] == "seen") & ds.speech.index["image_idx"].isin(ds.split("train"))).sum())
+    with pytest.raises(Q.EvaluationError, match="n must be >= 1"):
+        TC.train_class_queries(ds, 0, cfg.seed)
+    out = TC.train_class_items(ds, cfg, paths, registry.method_names(), n=5)
+    assert "two_stage" not in out and set(out) == set(registry.method_names()) - {"two_stage"}
+    fams = list(ds.vocabulary)
+    # the hits are the reader's on G(z, embedding of each caption) against that caption's mentions
+    gen = SC.load_method_generator(paths, ds.name, "one_stage", "cpu")
+    emb = Q.lookup_embeddings(Q.embedding_cache(paths, ds.name)("speech_ts"), q, "speech_ts")
+    reader = REF.reader_for(ds, paths, SIZE, cfg.eval.reader_epochs, cfg.seed, progress=False, bbox_crop=True,
+                            source=cfg.eval.reader_source, n_images=cfg.eval.reader_images,
+                            render_size=cfg.data.image_size)
+    read = AR.read_attributes(reader, SC.generator_images_fn(gen, emb, cfg.seed, bf16=cfg.gan.bf16)(0, 5))
+    expect = IT.family_hits(read, Q.query_mentions(ds, q))
+    hits, groups = TC.hits_and_groups(out["one_stage"], fams)
+    for a in hits:
+        np.testing.assert_array_equal(hits[a], expect[IT.HIT_PREFIX + a])
+        assert np.array_equal(groups[a], q["image_idx"].to_numpy())
+    assert any(np.isfinite(h).any() for h in hits.values())
+
+
 def test_generators_must_share_one_image_view():
     from types import SimpleNamespace as NS
 

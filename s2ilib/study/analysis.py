@@ -364,12 +364,16 @@ def attribute_information_table(ds, teacher_feats=None, embeddings: dict[str, di
 
 
 def information_tables(datasets: dict[str, Any], cfg: StudyConfig, paths: RunPaths, items: dict[str, dict],
-                       methods, condition: str = "seen"):
+                       methods, condition: str = "seen", train_queries: int = 2000):
     """:func:`attribute_information_table` of every dataset from the run's cached teacher features,
     its encoders' exported embeddings and the main evaluation's per-item scores: one DataFrame
-    with a ``dataset`` column first."""
+    with a ``dataset`` column first. ``train_queries`` > 0 adds stage (d): the reader on images
+    generated from that many captions of the TRAINING classes (one per caption; methods with a
+    generator of their own, :func:`s2ilib.evaluation.train_classes.train_class_items`), whose
+    interval is over training images; next to (c) it tells underfitting from a generalisation gap."""
     import pandas as pd
 
+    from s2ilib.evaluation.train_classes import hits_and_groups, train_class_items
     from s2ilib.study.stages import teacher_features
 
     frames = []
@@ -382,6 +386,11 @@ def information_tables(datasets: dict[str, Any], cfg: StudyConfig, paths: RunPat
                 continue
         table = attribute_information_table(ds, teacher_features(ds, cfg, paths, progress=False), embs,
                                             items.get(name), methods, condition=condition, seed=cfg.seed)
+        if train_queries > 0 and ds.vocabulary:
+            extra = [_info_row("(d) reader on images from training-class captions", f"{m}/train",
+                               *hits_and_groups(col, list(ds.vocabulary)), list(ds.vocabulary), cfg.seed)
+                     for m, col in train_class_items(ds, cfg, paths, methods, n=train_queries).items()]
+            table = pd.concat([table, pd.DataFrame(extra, columns=table.columns)], ignore_index=True)
         frames.append(table.assign(dataset=name))
     out = pd.concat(frames, ignore_index=True)
     return out[["dataset", *[c for c in out.columns if c != "dataset"]]]
