@@ -72,6 +72,12 @@ def spec_augment(x: torch.Tensor, lengths: torch.Tensor, rng: np.random.Generato
     return x
 
 
+def specaug_kwargs(cfg: Any) -> dict[str, int]:
+    """:func:`spec_augment`'s mask counts and widths from an EncoderConfig's ``specaug_*`` keys."""
+    return dict(freq_masks=cfg.specaug_freq_masks, freq_width=cfg.specaug_freq_width,
+                time_masks=cfg.specaug_time_masks, time_width=cfg.specaug_time_width)
+
+
 def _embed(model: torch.nn.Module, kind: str, inputs: tuple) -> torch.Tensor:
     return model.embed(*inputs) if kind == "speech_cls" else model(*inputs)
 

@@ -7,10 +7,9 @@ Kinds:
   the training classes; its embedding is the SpeechEncoder output (teacher dim, not teacher space).
 * ``text_ts``    -- TextEncoder on the captions' text, teacher-student (the text / two-stage baselines).
 
-Data order is a pure function of ``(seed, epoch)`` and every random choice of a step (crop
-offsets, the teacher view of each image) of ``(seed, step)``, so a run stopped anywhere and
-resumed from its last checkpoint ends with the same weights as an uninterrupted run. Under
-torchrun the ranks split each batch, rank 0 writes (:mod:`s2ilib.training.distributed`).
+Data order is a pure function of ``(seed, epoch)`` and every random choice of a step (crop offsets,
+SpecAugment masks, each image's teacher view) of ``(seed, step)``, so a run stopped anywhere and resumed
+ends as an uninterrupted run. Under torchrun the ranks split each batch, rank 0 writes.
 
 Folder (``out_dir``, locked while training, see :mod:`s2ilib.core.runkit`): ``config.json`` (written
 before training), ``checkpoint.pt`` (every ``ckpt_every`` steps and at the end, atomic, a safe
@@ -33,7 +32,7 @@ import torch.nn.functional as F
 
 from s2ilib.training import distributed
 from s2ilib.training.checkpoint import load_checkpoint, save_checkpoint
-from s2ilib.models.embedding import _embed, _store_table, collate_speech, export_embeddings, spec_augment
+from s2ilib.models.embedding import _embed, _store_table, collate_speech, export_embeddings, spec_augment, specaug_kwargs
 from s2ilib.models.encoders import Tokenizer
 from s2ilib.models.loading import KINDS, EncoderTrainError, build_model
 from s2ilib.core.config import EncoderConfig
@@ -52,8 +51,7 @@ MEGABATCH = 16  # bucketing: sort by length within groups of 16 batches, then sh
 RESUMABLE_KEYS = {"epochs", "max_steps", "text_epochs", "val_every", "ckpt_every"}
 
 
-# --------------------------------------------------------------------------------------------
-# items: what one epoch iterates over
+# items: what one epoch iterates over --------------------------------------------------------
 
 
 @dataclasses.dataclass
@@ -178,10 +176,8 @@ class EncoderRun:
             tokens, lengths = self.tokenizer.batch([items.texts[i] for i in sel])
             return tokens.to(self.device), lengths
         x, lengths = collate_speech(self.store, items.rows[sel], self.cfg.max_frames, rng)
-        if rng is not None:  # training batches only
-            c = self.cfg
-            x = spec_augment(x, lengths, rng, c.specaug_freq_masks, c.specaug_freq_width, c.specaug_time_masks,
-                             c.specaug_time_width)
+        if rng is not None:  # training batches only (encoder.specaug_*, off by default)
+            x = spec_augment(x, lengths, rng, **specaug_kwargs(self.cfg))
         return x.to(self.device), lengths
 
     def labels(self, image_idx: np.ndarray) -> torch.Tensor:
