@@ -374,12 +374,12 @@ def test_train_class_items_read_generated_images_of_training_captions(built):
     # the hits are the reader's on G(z, embedding of each caption) against that caption's mentions
     gen = SC.load_method_generator(paths, ds.name, "one_stage", "cpu")
     emb = Q.lookup_embeddings(Q.embedding_cache(paths, ds.name)("speech_ts"), q, "speech_ts")
-    reader = REF.reader_for(ds, paths, SIZE, cfg.eval.reader_epochs, cfg.seed, progress=False, bbox_crop=True,
-                            source=cfg.eval.reader_source, n_images=cfg.eval.reader_images,
-                            render_size=cfg.data.image_size)
+    reader = REF.study_reader(ds, paths, cfg, SIZE, True, progress=False)
     read = AR.read_attributes(reader, SC.generator_images_fn(gen, emb, cfg.seed, bf16=cfg.gan.bf16)(0, 5))
     expect = IT.family_hits(read, Q.query_mentions(ds, q))
-    hits, groups = TC.hits_and_groups(out["one_stage"], fams)
+    from s2ilib.study.analysis import hits_and_groups
+
+    hits, groups = hits_and_groups(out["one_stage"], fams)
     for a in hits:
         np.testing.assert_array_equal(hits[a], expect[IT.HIT_PREFIX + a])
         assert np.array_equal(groups[a], q["image_idx"].to_numpy())

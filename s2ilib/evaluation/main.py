@@ -74,7 +74,7 @@ from s2ilib.core import registry
 from s2ilib.core.device import resolve_device
 from s2ilib.core.io import atomic_write_text, file_stamp
 from s2ilib.evaluation.queries import EvaluationError, embedding_cache, evaluation_queries, lookup_embeddings, query_mentions
-from s2ilib.evaluation.references import (CACHE_VERSION, generators_bbox_crop, is_head_for, reader_for, references_dir,
+from s2ilib.evaluation.references import (CACHE_VERSION, generators_bbox_crop, is_head_for, references_dir, study_reader,
                                           reader_reference, real_test_features)
 from s2ilib.evaluation import items as IT
 from s2ilib.evaluation.fid import real_floor, stratified_halves
@@ -221,8 +221,7 @@ def run_main_evaluation(ds, cfg, paths, methods: Sequence[str] | None = None, pr
     floor = real_floor(real, halves, seed=cfg.seed)
     timings["real_features_and_is_head_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    reader = reader_for(ds, paths, size, ev.reader_epochs, cfg.seed, progress=progress, bbox_crop=crop,
-                        source=ev.reader_source, n_images=ev.reader_images, render_size=cfg.data.image_size)
+    reader = study_reader(ds, paths, cfg, size, crop, progress=progress)
     reader_ref = reader_reference(ds, reader, size, cfg.seed, bbox_crop=crop) if reader is not None else None
     timings["reader_s"] = time.perf_counter() - t0
     teacher = teacher if teacher is not None else _default_teacher(cfg, device)

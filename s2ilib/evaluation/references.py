@@ -136,6 +136,14 @@ def reader_for(ds, paths, size: int, epochs: int, seed: int, progress: bool = Tr
     return reader
 
 
+def study_reader(ds, paths, cfg, size: int, bbox_crop: bool, progress: bool = True):
+    """:func:`reader_for` with the study's settings (``cfg.eval`` reader keys, ``cfg.seed``, the
+    render size of ``cfg.data``): the one reader every notebook scores generated images with."""
+    ev = cfg.eval
+    return reader_for(ds, paths, size, ev.reader_epochs, cfg.seed, progress=progress, bbox_crop=bbox_crop,
+                      source=ev.reader_source, n_images=ev.reader_images, render_size=cfg.data.image_size)
+
+
 def _rendered_reader(ds, paths, size, epochs, seed, progress, bbox_crop, n_images, render_size):
     from s2ilib.data.rendered import resolve_view
     from s2ilib.evaluation import attribute_reader as AR

@@ -16,9 +16,9 @@ import torch
 
 from s2ilib.core import registry
 from s2ilib.evaluation.attribute_reader import read_attributes
-from s2ilib.evaluation.items import HIT_PREFIX, family_hits
+from s2ilib.evaluation.items import family_hits
 from s2ilib.evaluation.queries import EvaluationError, embedding_cache, lookup_embeddings, query_mentions
-from s2ilib.evaluation.references import generators_bbox_crop, reader_for
+from s2ilib.evaluation.references import generators_bbox_crop, study_reader
 from s2ilib.evaluation.scoring import generator_images_fn, load_method_generator
 
 
@@ -42,23 +42,21 @@ def train_class_items(ds, cfg, paths, methods, n: int = 2000, device: str = "cpu
     """``{method: {"hit_<family>": (N,), "image_idx": (N,)}}`` for the methods whose generator is
     trained (two-stage, which queries through ASR, is left out: its generator is text's). The
     same queries and noise for every method; the reader is the main evaluation's (cached)."""
-    ev = cfg.eval
+    gens = {m: load_method_generator(paths, ds.name, m, device) for m in methods
+            if registry.method(m).query != "asr"}
+    if not gens:
+        return {}
+    reader = study_reader(ds, paths, cfg, next(iter(gens.values())).sizes[-1], generators_bbox_crop(gens, ds),
+                          progress=False)
+    if reader is None:
+        return {}
     q = train_class_queries(ds, n, cfg.seed)
     mentions = query_mentions(ds, q)
     emb_cache = embedding_cache(paths, ds.name)
     out: dict[str, dict[str, Any]] = {}
-    for m in methods:
-        spec = registry.method(m)
-        if spec.query == "asr":
-            continue
-        gen = load_method_generator(paths, ds.name, m, device)
-        reader = reader_for(ds, paths, gen.sizes[-1], ev.reader_epochs, cfg.seed, progress=False,
-                            bbox_crop=generators_bbox_crop({m: gen}, ds), source=ev.reader_source,
-                            n_images=ev.reader_images, render_size=cfg.data.image_size)
-        if reader is None:
-            return {}
-        images = generator_images_fn(gen, lookup_embeddings(emb_cache(spec.encoder), q, spec.encoder), cfg.seed,
-                                     bf16=cfg.gan.bf16)
+    for m, gen in gens.items():
+        kind = registry.method(m).encoder
+        images = generator_images_fn(gen, lookup_embeddings(emb_cache(kind), q, kind), cfg.seed, bf16=cfg.gan.bf16)
         read = []
         with torch.no_grad():
             for s in range(0, len(q), batch_size):
@@ -66,10 +64,3 @@ def train_class_items(ds, cfg, paths, methods, n: int = 2000, device: str = "cpu
         hits = family_hits(read, mentions)
         out[m] = {**hits, "image_idx": q["image_idx"].to_numpy(dtype=np.int64)}
     return out
-
-
-def hits_and_groups(col: dict[str, Any], families) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Split one method's entry of :func:`train_class_items` into the per-family hits and image
-    groups of the information table's rows."""
-    hits = {a: np.asarray(col[HIT_PREFIX + a], dtype=np.float64) for a in families if HIT_PREFIX + a in col}
-    return hits, {a: np.asarray(col["image_idx"]) for a in hits}

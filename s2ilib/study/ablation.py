@@ -108,15 +108,14 @@ def evaluation_context(ds, cfg, paths: RunPaths, size: int, crop: bool, sched: d
     """(EvalContext, real-vs-real floor) against the main table's references at ``size`` px."""
     from s2ilib.evaluation.fid import real_floor, stratified_halves
     from s2ilib.evaluation.main import _default_teacher
-    from s2ilib.evaluation.references import reader_for, real_test_features
+    from s2ilib.evaluation.references import real_test_features, study_reader
     from s2ilib.evaluation.scoring import EvalContext
 
     ev, device = cfg.eval, device_of(cfg)
     real = real_test_features(ds, paths, size, ev.fid_image_size, progress=progress, device=device, bbox_crop=crop,
                               fast=ev.fid_bf16)
     halves = stratified_halves([ds.images[i].class_index for i in ds.split("test")], cfg.seed)
-    reader = reader_for(ds, paths, size, ev.reader_epochs, cfg.seed, progress=progress, bbox_crop=crop,
-                        source=ev.reader_source, n_images=ev.reader_images, render_size=cfg.data.image_size)
+    reader = study_reader(ds, paths, cfg, size, crop, progress=progress)
     ctx = EvalContext(real, ev.fid_image_size, None, reader, _default_teacher(cfg, device), ev.rprec_candidates,
                       cfg.seed, progress=progress, device=device, fid_n=sched["fid_n"], rprec_n=sched["rprec_n"],
                       real_halves=halves, fast_inception=ev.fid_bf16,

@@ -292,6 +292,15 @@ def _info_row(stage: str, source: str, hits: dict[str, np.ndarray], groups: dict
     return row
 
 
+def hits_and_groups(col: dict[str, Any], families) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Per-item scores of one method (``hit_<family>`` columns and ``image_idx``) -> the per-family
+    hits and image groups of an information-table row."""
+    from s2ilib.evaluation.items import HIT_PREFIX
+
+    hits = {a: np.asarray(col[HIT_PREFIX + a], dtype=np.float64) for a in families if HIT_PREFIX + a in col}
+    return hits, {a: np.asarray(col["image_idx"]) for a in hits}
+
+
 def attribute_information_table(ds, teacher_feats=None, embeddings: dict[str, dict[str, Any]] | None = None,
                                 items: dict[str, dict[str, Any]] | None = None, methods=None,
                                 condition: str = "seen", C: float = 1.0, max_train: int = 8000, seed: int = 0):
@@ -347,18 +356,14 @@ def attribute_information_table(ds, teacher_feats=None, embeddings: dict[str, di
                 hits[a] = _probe_hits(x[mtr], val[mtr], x[mte], val[mte], C, seed, max_train)
                 groups[a] = img[mte]
         rows.append(_info_row("(b) caption embeddings", kind, hits, groups, families, seed))
-    from s2ilib.evaluation.items import HIT_PREFIX
-
     parts = items or {}
     order = list(methods) if methods is not None else list(dict.fromkeys(k.split("/")[0] for k in parts))
     for method in order:
         key = next((k for k in (f"{method}/{condition}", f"{method}/{registry.TEXT_CONDITION}") if k in parts), None)
         if key is None:
             continue
-        col = parts[key]
-        hits = {a: np.asarray(col[HIT_PREFIX + a], dtype=np.float64) for a in families if HIT_PREFIX + a in col}
-        groups = {a: np.asarray(col["image_idx"]) for a in hits}
-        rows.append(_info_row("(c) reader on generated images", key, hits, groups, families, seed))
+        rows.append(_info_row("(c) reader on generated images", key, *hits_and_groups(parts[key], families),
+                              families, seed))
     cols = ["stage", "source", *families, "mean", "pooled", "low", "high", "n", "n_test_images"]
     return pd.DataFrame(rows, columns=cols)
 
@@ -373,7 +378,7 @@ def information_tables(datasets: dict[str, Any], cfg: StudyConfig, paths: RunPat
     interval is over training images; next to (c) it tells underfitting from a generalisation gap."""
     import pandas as pd
 
-    from s2ilib.evaluation.train_classes import hits_and_groups, train_class_items
+    from s2ilib.evaluation.train_classes import train_class_items
     from s2ilib.study.stages import teacher_features
 
     frames = []

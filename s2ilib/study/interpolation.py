@@ -188,7 +188,7 @@ def interpolation_study(ds, cfg, paths, methods: Sequence[str] = ("one_stage", "
     from s2ilib.core import registry
     from s2ilib.evaluation.main import method_queries
     from s2ilib.evaluation.queries import embedding_cache, lookup_embeddings
-    from s2ilib.evaluation.references import generators_bbox_crop, reader_for
+    from s2ilib.evaluation.references import generators_bbox_crop, study_reader
     from s2ilib.evaluation.scoring import load_method_generator
     from s2ilib.study.paths import device_of
 
@@ -197,8 +197,7 @@ def interpolation_study(ds, cfg, paths, methods: Sequence[str] = ("one_stage", "
     gens = {m: load_method_generator(paths, ds.name, m, device) for m in methods}
     crop = generators_bbox_crop(gens, ds)
     size = next(iter(gens.values())).sizes[-1]
-    reader = reader_for(ds, paths, size, ev.reader_epochs, cfg.seed, progress=progress, bbox_crop=crop,
-                        source=ev.reader_source, n_images=ev.reader_images, render_size=cfg.data.image_size)
+    reader = study_reader(ds, paths, cfg, size, crop, progress=progress)
     q = method_queries(ds, methods[0], "seen", ev, cfg.seed)
     pairs = differing_pairs(ds, q, n_pairs, cfg.seed)
     qi, qj = (q.iloc[[p[k] for p in pairs]] for k in ("i", "j"))

@@ -163,16 +163,14 @@ class Models:
 
     def _make_context(self):
         from s2ilib.evaluation.main import _default_teacher
-        from s2ilib.evaluation.references import generators_bbox_crop, reader_for
+        from s2ilib.evaluation.references import generators_bbox_crop, study_reader
         from s2ilib.evaluation.scoring import EvalContext
 
         ev, cfg = self.cfg.eval, self.cfg
         gens = {m: self.generator(m) for m in self.methods}
         crop = generators_bbox_crop(gens, self.ds)
         size = next(iter(gens.values())).sizes[-1]
-        reader = reader_for(self.ds, self.paths, size, ev.reader_epochs, cfg.seed, progress=self.progress,
-                            bbox_crop=crop, source=ev.reader_source, n_images=ev.reader_images,
-                            render_size=cfg.data.image_size)
+        reader = study_reader(self.ds, self.paths, cfg, size, crop, progress=self.progress)
         return EvalContext(None, ev.fid_image_size, None, reader, _default_teacher(cfg, self.device),
                            ev.rprec_candidates, cfg.seed, progress=self.progress, device=self.device)
 
