@@ -25,6 +25,7 @@ from s2ilib.evaluation import scoring as SC
 from s2ilib.evaluation import tables as T
 from s2ilib.core.config import get_config
 from s2ilib.data.images import load_images_uint8
+from s2ilib.study.analysis import hits_and_groups
 from s2ilib.study.stages import RunPaths
 
 SIZE = 32  # GAN output resolution of the tiny generators
@@ -377,8 +378,6 @@ def test_train_class_items_read_generated_images_of_training_captions(built):
     reader = REF.study_reader(ds, paths, cfg, SIZE, True, progress=False)
     read = AR.read_attributes(reader, SC.generator_images_fn(gen, emb, cfg.seed, bf16=cfg.gan.bf16)(0, 5))
     expect = IT.family_hits(read, Q.query_mentions(ds, q))
-    from s2ilib.study.analysis import hits_and_groups
-
     hits, groups = hits_and_groups(out["one_stage"], fams)
     for a in hits:
         np.testing.assert_array_equal(hits[a], expect[IT.HIT_PREFIX + a])

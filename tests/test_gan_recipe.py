@@ -29,7 +29,7 @@ def test_recipe_bundle_and_explicit_overrides():
         assert (c.recipe, c.d_loss, c.spectral_norm, c.projection, c.diffaug, c.contrastive, c.mode_seeking,
                 c.contrastive_cond) == ("contrastive", "hinge", True, True, "translation,cutout", 2.0, 0.0, "embedding")
         assert (c.lr_g, c.lr_d, c.beta1, c.beta2) == (4e-4, 8e-4, 0.0, 0.9)
-    assert get_config("paper").gan.lr_g == 2e-4  # the authors' rates (lr_g = lr_d = 2e-4)
+    assert (get_config("paper").gan.lr_g, get_config("paper").gan.lr_d) == (2e-4, 2e-4)  # the authors' rates
     assert get_config("smoke", {"gan.contrastive_cond": "mu"}).gan.contrastive_cond == "mu"  # explicit key wins
     m = get_config("smoke", {"gan.recipe": "modern"}).gan
     assert (m.d_loss, m.spectral_norm, m.projection, m.diffaug, m.mode_seeking) == \

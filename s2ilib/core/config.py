@@ -174,7 +174,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     # small generators by +0.025 to +0.056 (side runs of 2026-12-05; weight 4 on flowers speech read
     # as 2 did: README, "How the contrastive weight was chosen"). Learning rates 4e-4 / 8e-4 (twice
     # "modern"'s) raised one-stage speech on all three training seeds of both datasets (means 0.450 /
-    # 0.513 against 0.432 / 0.474; README, "Generator side runs after the report").
+    # 0.513 against 0.432 / 0.474; README, "Generator side runs before the learning rates were adopted").
     "contrastive": {"d_loss": "hinge", "spectral_norm": True, "projection": True, "diffaug": "translation,cutout",
                     "contrastive": 2.0, "contrastive_cond": "embedding",
                     "lr_g": 4e-4, "lr_d": 8e-4, "beta1": 0.0, "beta2": 0.9},
