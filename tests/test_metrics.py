@@ -152,7 +152,7 @@ def test_kid_matches_torchmetrics():
     assert ours == pytest.approx((float(mean), float(std)), rel=1e-9, abs=1e-12)
 
 
-def test_fast_inception_features_match_float32():
+def test_fast_inception_features_match_float32(force_bf16):
     """bfloat16 autocast + channels-last (cfg.eval.fid_bf16): the FID of the same two image sets
     moves by less than 1% against float32. The full 299-px FID Inception (packaged weights), 2 x 16
     smooth random images (~10 s on 2 cores)."""

@@ -49,7 +49,7 @@ def test_efficientnet_features_and_normalisation(effnet):
     assert 652 in logits[1].topk(5).indices.tolist()
 
 
-def test_bf16_features_close_to_float32(effnet):
+def test_bf16_features_close_to_float32(effnet, force_bf16):
     x = torch.cat([image_views(load_image_uint8(p), 2, 224) for p in (FLOWER, HOPPER)])
     ref = effnet.features(x)
     low = Teacher.__new__(Teacher)  # same network, bf16 switched on
@@ -119,18 +119,31 @@ def test_compute_features_cached_by_key(tmp_path, monkeypatch):
         compute_teacher_features(ds, EncoderConfig(teacher_views=3, teacher_image_size=64), cache, progress=False)
 
 
-def test_channels_last_teacher_gives_the_same_bf16_features():
-    """The Teacher stores its weights channels-last by default; the bf16 features must not move."""
+def test_channels_last_teacher_gives_the_same_bf16_features(force_bf16):
+    """The Teacher stores its weights channels-last by default. The two layouts run different bf16
+    kernels (other summation orders), so their features may differ by bf16 rounding: bit-identical on
+    the Intel Xeon of the committed report, 0.6% of the largest feature on an AVX-512 BF16 EPYC, 0.9%
+    on an AVX2-only EPYC. bf16 keeps 8 significant bits, so each run of the network is itself about 5%
+    (relative L2) away from float32 here. What must hold on every CPU: channels-last is no further from
+    the float32 features than the contiguous layout is (within 2x of bf16's own error), and the two
+    bf16 feature vectors point the same way (cosine > 0.999, measured >= 0.9999)."""
     import torch
 
     from s2ilib.models.teacher import Teacher
 
     x = (torch.rand(4, 3, 96, 96, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
+    ref = Teacher(image_size=96, bf16=False, channels_last=False).features(x)
     a = Teacher(image_size=96, bf16=True, channels_last=False).features(x)
     b = Teacher(image_size=96, bf16=True).features(x)
     conv = [p for p in Teacher(image_size=96).net.parameters() if p.dim() == 4 and p.shape[-1] > 1][0]
     assert conv.is_contiguous(memory_format=torch.channels_last)
-    assert (a - b).abs().max() <= 1e-3 * a.abs().max()
+
+    def err(f):
+        return ((f - ref).norm(dim=1) / ref.norm(dim=1)).max().item()
+
+    assert 0 < err(a) < 0.1, "bf16 did not run, or ran far outside bf16's precision"
+    assert err(b) <= 2 * err(a), (err(a), err(b))
+    assert torch.nn.functional.cosine_similarity(a, b).min() > 0.999
 
 
 @dataclass

@@ -155,7 +155,7 @@ def test_a_switch_added_later_does_not_orphan_a_finished_run(data, tmp_path):
         train_encoder("speech_ts", ds, feats, cfg, out, seed=1, progress=False)
 
 
-def test_classifier_and_text_encoders(data, tmp_path):
+def test_classifier_and_text_encoders(data, tmp_path, force_bf16):
     ds, feats = data
     s = train_encoder("speech_cls", ds, feats, _cfg(max_steps=4, bf16=True), tmp_path / "cls", seed=1, progress=False)
     log = json.loads((tmp_path / "cls" / "log.jsonl").read_text().splitlines()[0])

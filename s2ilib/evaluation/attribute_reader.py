@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from s2ilib.core.io import seed_everything, torch_save_atomic
 from s2ilib.core.runkit import load_checkpoint
+from s2ilib.core.device import bf16_autocast
 
 IGNORE = -100  # target index of an attribute the ground truth does not give
 POOLS = ("mean", "attention")
@@ -137,7 +138,7 @@ def _predict(reader: AttributeReader, x: torch.Tensor, batch_size: int = 256) ->
     reader.eval()
     outs: dict[str, list[torch.Tensor]] = {a: [] for a in reader.vocabulary}
     for b in x.split(batch_size):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=b.device.type == "cpu"):
+        with bf16_autocast(b.device.type == "cpu", "cpu"):
             logits = reader(b)
         for a, l in logits.items():
             outs[a].append(l.float().softmax(1))
@@ -182,7 +183,7 @@ def train_attribute_reader(images_uint8: torch.Tensor, attributes: list[dict[str
         for b in tr[torch.randperm(len(tr), generator=gen)].split(batch_size):
             if len(b) < 2:  # batch norm needs two samples
                 continue
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            with bf16_autocast(bf16, "cpu"):
                 logits = reader(_augment(x[b], gen))
                 loss = sum(F.cross_entropy(l.float(), y[a][b], ignore_index=IGNORE) for a, l in logits.items()
                            if (y[a][b] != IGNORE).any())

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from s2ilib.core.io import torch_save_atomic
 from s2ilib.core.runkit import RECOMPUTE, load_checkpoint
+from s2ilib.core.device import bf16_autocast
 
 FID_FEATURE_DIM = 2048
 STANDARD_FID_SIZE = 299
@@ -143,7 +144,7 @@ def inception_features(images_uint8: torch.Tensor | Iterable[torch.Tensor], batc
             x = model.preprocess(batch).to(device)
             if fast:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(dev_type, dtype=torch.bfloat16, enabled=fast):
+            with bf16_autocast(fast, dev_type):
                 out.append(model(x).float().cpu())
             bar.update(len(batch))
     if not out:

@@ -13,6 +13,7 @@ import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from s2ilib.core.device import bf16_autocast
 from s2ilib.core.io import seed_everything
 from s2ilib.evaluation.attribute_reader import (AttributeReader, _accuracy_per_attribute, _predict,
                                                 encode_attributes, save_attribute_reader)
@@ -147,7 +148,7 @@ def train_rendered_reader(kind: str, size: int = 64, view: str | bool = "auto", 
         perm = torch.randperm(len(x), generator=gen)[:steps_per_epoch * batch_size]
         for b in perm.view(steps_per_epoch, -1):
             xb = augment_generated(x[b], gen) if augment else x[b]
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            with bf16_autocast(bf16, "cpu"):
                 logits = reader(xb)
                 loss = sum(F.cross_entropy(l.float(), y[a][b]) for a, l in logits.items())
             opt.zero_grad()

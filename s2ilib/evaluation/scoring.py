@@ -15,6 +15,7 @@ import torch
 from s2ilib.core import registry
 from s2ilib.evaluation.queries import EvaluationError
 from s2ilib.evaluation.references import SHUFFLE_REPEATS
+from s2ilib.core.device import bf16_autocast
 
 
 @dataclass
@@ -218,7 +219,7 @@ def generator_images_fn(generator, cond: torch.Tensor, seed: int, bf16: bool = T
     dev = next(generator.parameters()).device
 
     def images(s: int, e: int) -> torch.Tensor:
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+        with bf16_autocast(bf16, dev):
             return generate(generator, cond[s:e], seed=seed * 1_000_003 + s, batch_size=max(1, e - s))
 
     return images

@@ -10,6 +10,7 @@ import torch
 from s2ilib.core.io import torch_save_atomic
 from s2ilib.models.encoders import Tokenizer
 from s2ilib.models.loading import EncoderTrainError
+from s2ilib.core.device import bf16_autocast
 
 
 def _store_table(dataset: Any):
@@ -122,7 +123,7 @@ def export_embeddings(model: torch.nn.Module, kind: str, dataset: Any, path: str
         else:
             x, lens = collate_speech(store, sel, max_frames, None)
             inputs = (x.to(device), lens)
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+        with bf16_autocast(bf16, device):
             emb[torch.from_numpy(sel)] = _embed(model, kind, inputs).float().cpu()
     result = {"emb": emb, "image_idx": torch.tensor(meta["image_idx"], dtype=torch.long),
               "caption_idx": torch.tensor(meta["caption_idx"], dtype=torch.long), "condition": meta["condition"],

@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
+from s2ilib.core.device import bf16_autocast
 
 CURVE_METRICS = ("spearman", "monotone", "r2", "chord_dev", "swing", "transition")
 SWING_MIN = 0.2
@@ -75,7 +76,7 @@ def fixed_noise_images(generator, cond: torch.Tensor, seed: int, bf16: bool = Tr
     z = torch.randn(1, generator.z_dim, generator=g).expand(n, -1)
     eps = torch.randn(1, generator.ca_dim, generator=g).expand(n, -1)
     dev = next(generator.parameters()).device
-    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+    with bf16_autocast(bf16, dev):
         imgs, _, _ = generator(z.to(dev).contiguous(), cond.float().to(dev), eps=eps.to(dev).contiguous())
     return to_uint8(imgs[-1]).cpu()
 

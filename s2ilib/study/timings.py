@@ -74,10 +74,12 @@ def update_readme(readme: str | Path, results_path: str | Path, preset: str) -> 
     return new != text
 
 
-def readme_block(readme: str | Path, preset: str) -> str:
-    """The text between the preset's markers (what :func:`update_readme` last wrote)."""
+def readme_block(readme: str | Path, preset: str, text: str | None = None) -> str:
+    """The text between the preset's markers (what :func:`update_readme` last wrote); ``text`` is the
+    README's content when it does not come from the file (e.g. the committed version, from git)."""
     begin, end = _markers(preset)
-    m = re.search(re.escape(begin) + r"\n(.*?)\n" + re.escape(end), Path(readme).read_text(), re.S)
+    text = Path(readme).read_text() if text is None else text
+    m = re.search(re.escape(begin) + r"\n(.*?)\n" + re.escape(end), text, re.S)
     if not m:
         raise TimingsError(f"{readme}: no '{begin}' ... '{end}' block")
     return m.group(1)

@@ -42,6 +42,7 @@ from s2ilib.training.losses import TeacherStudentLoss
 from s2ilib.core.results import append_jsonl
 from s2ilib.evaluation.retrieval import retrieval_metrics
 from s2ilib.core.runkit import check_same_run, truncate_jsonl, with_defaults
+from s2ilib.core.device import bf16_autocast
 
 VAL_FRACTION = 0.05  # of the training images, held out for validation
 VAL_MAX_IMAGES = 50
@@ -187,7 +188,7 @@ class EncoderRun:
         return torch.tensor(cls, device=self.device)
 
     def autocast(self):
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16)
+        return bf16_autocast(self.cfg.bf16, self.device)
 
     def forward(self, inputs: tuple) -> torch.Tensor:
         """The batch's outputs; in training under torchrun each rank encodes its rows, all gathered."""

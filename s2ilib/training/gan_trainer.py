@@ -27,7 +27,6 @@ import json
 import math
 import os
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable
 
@@ -43,7 +42,7 @@ from s2ilib.training.augment import diff_augment, parse_policy
 from s2ilib.training.fusion_step import fusion_step
 from s2ilib.training.tree_step import tree_step
 from s2ilib.core.config import GanConfig, save_config
-from s2ilib.core.device import resolve_device
+from s2ilib.core.device import bf16_autocast, resolve_device
 from s2ilib.core.io import atomic_write_text, seed_everything, torch_save_atomic
 from s2ilib.core.runkit import (check_same_run, config_diff, load_checkpoint, rng_state, set_rng_state, truncate_jsonl,
                                 with_defaults)
@@ -137,9 +136,7 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
 
 
 def _autocast(enabled: bool, device: torch.device):
-    if not enabled:
-        return nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
+    return bf16_autocast(enabled, device)
 
 
 def _check_inputs(images: torch.Tensor, cond_emb: torch.Tensor, cond_image_idx: torch.Tensor,
