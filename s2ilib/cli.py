@@ -1,4 +1,4 @@
-"""Command line: ``s2i study | config | train | generate | read-attributes``.
+"""Command line: ``s2i study | config | train | generate | read-attributes | verify``.
 
 Errors: every command reports the project's own exceptions (and OSError) as one line on stderr,
 ``s2i <command>: <file or key>: <problem>``, with exit status 2 for usage errors (bad arguments,
@@ -94,9 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     from s2ilib.evaluation import cli as evaluation_cli
     from s2ilib import inference  # import torch: kept out of module import time
 
-    from s2ilib.study import train_cli
+    from s2ilib.study import train_cli, verify
 
     inference.add_cli(sub)
+    verify.add_cli(sub)
     evaluation_cli.add_cli(sub)
     train_cli.add_cli(sub, _parse_pairs)
     for subparser in sub.choices.values():  # `s2i CMD --debug` works as well as `s2i --debug CMD`

@@ -33,6 +33,28 @@ def test_every_notebook_ran_and_was_recorded(smoke_study):
     assert env["packages"]["torch"].startswith("2.") and "commit" in env and env["device"]
 
 
+def test_results_record_the_hardware_that_decides_the_kernels(smoke_study):
+    from s2ilib.core.hardware import FIELDS
+
+    _, _, results = smoke_study
+    for env in (results["environment"], results["study"]["environment"]):
+        hw = env["hardware"]
+        assert set(FIELDS) <= set(hw), set(FIELDS) - set(hw)
+        assert hw["cpu_vendor"] and isinstance(hw["bf16_native"], bool) and hw["aten_cpu_capability"]
+    asr = results["main"]["synth-birds"]["asr"]
+    assert asr["compute_type"] == "int8" and asr["decode"]["temperature"] == [0.0]
+
+
+def test_verify_passes_the_smoke_report_against_itself(smoke_study, capsys):
+    from s2ilib.cli import main as cli
+
+    report, _, _ = smoke_study
+    root = report.parent.parent  # <root>/reports/smoke
+    assert cli(["verify", "--preset", "smoke", "--rerun", str(report / "results.json"), "--reference", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "REPRODUCED: 0 of" in out and " 0 of " in out.split("claims flipped")[1]
+
+
 def test_data_section_matches_the_smoke_config(smoke_study):
     report, run, results = smoke_study
     cfg = get_config("smoke")

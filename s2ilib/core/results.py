@@ -86,6 +86,9 @@ def environment_info() -> dict[str, Any]:
     except ImportError:  # pragma: no cover
         pass
     info["device"] = info.get("cuda") or f"cpu ({info['cpu_count']} cores)"
+    from s2ilib.core.hardware import hardware_info
+
+    info["hardware"] = hardware_info()
     return info
 
 

@@ -81,6 +81,7 @@ from s2ilib.evaluation.fid import real_floor, stratified_halves
 from s2ilib.evaluation.items import load_items, paired_comparison  # noqa: F401  (re-export)
 from s2ilib.evaluation.scoring import EvalContext, generator_images_fn, load_method_generator, score_images
 from s2ilib.evaluation.two_stage import encode_texts, transcribe_queries
+from s2ilib.speech.asr import settings as asr_settings
 
 # Re-exported: notebook 04 reaches these through ``from s2ilib.evaluation import main as evaluate``
 # (tests/test_asr.py reaches transcribe_queries the same way).
@@ -256,7 +257,7 @@ def run_main_evaluation(ds, cfg, paths, methods: Sequence[str] | None = None, pr
             per_part[part_key] = tim
             if "wer" in res:
                 wers[cond] = res["wer"]
-    out = {**results, "reader": reader_ref, "is_head": dict(head.report), "asr": {"wer": wers, "model": ev.asr_model},
+    out = {**results, "reader": reader_ref, "is_head": dict(head.report), "asr": {"wer": wers, "model": ev.asr_model, **asr_settings()},
            "fid_floor": floor, "items_dir": IT.items_dir(out_dir).name,
            "queries": query_sizes, "image_size": size, "fid_image_size": ev.fid_image_size, "bbox_crop": crop,
            "timings": {**timings, "parts": per_part, "per_1000_images": per_1000_images(per_part, results),

@@ -52,6 +52,12 @@ CPU_THREADS = 2
 COMPUTE_TYPE = "int8"
 
 
+def settings() -> dict:
+    """The decoding settings every transcript of the study used (recorded in ``main.<dataset>.asr``):
+    they, the model and the CPU's int8 kernels decide the text."""
+    return {"compute_type": COMPUTE_TYPE, "cpu_threads": CPU_THREADS, "decode": dict(DECODE_SETTINGS)}
+
+
 def model_id(path: str | Path) -> str:
     """Identity of a CTranslate2 Whisper folder: its name, model.bin size and config hash."""
     path = Path(path)
