@@ -63,7 +63,7 @@ def test_identical_rerun_reproduces(tmp_path, capsys):
     rerun.write_text(json.dumps(_results()))
     assert cli(["verify", "--preset", "smoke", "--rerun", str(rerun), "--reference", str(ref)]) == 0
     out = capsys.readouterr().out
-    assert "REPRODUCED: 0 of 2 claims flipped (1 seed-dependent" in out
+    assert "REPRODUCED: no pooled verdicts in the committed report; single-seed verdicts: 0 of 2 flipped (1 seed-dependent" in out
     assert "0 of 2 numbers outside" in out  # attr_acc: one-stage by its seed spread, two-stage (sd 0) by its CI
     nums, claims = V.compare(V.committed_reference(ReportFiles(ref, None), "smoke"), _results())
     spread = nums.set_index(["method", "metric"])["spread"]
@@ -81,7 +81,7 @@ def test_moved_number_and_flipped_verdict_fail_naming_both(tmp_path, capsys):
     rerun.write_text(json.dumps(moved))
     assert cli(["verify", "--preset", "smoke", "--rerun", str(rerun), "--reference", str(ref)]) == 1
     out = capsys.readouterr().out
-    assert "NOT REPRODUCED: 1 of 2 claims flipped" in out
+    assert "NOT REPRODUCED: no pooled verdicts in the committed report; single-seed verdicts: 1 of 2 flipped" in out
     flipped = [ln for ln in out.splitlines() if "flipped" in ln and "one-stage above two-stage" in ln]
     assert flipped and "fails" in flipped[0]
     outside = [ln for ln in out.splitlines() if ln.split()[:4] == ["synth-birds", "one_stage", "seen", "attr_acc"]]
@@ -90,14 +90,29 @@ def test_moved_number_and_flipped_verdict_fail_naming_both(tmp_path, capsys):
     assert "one-stage close to text" not in [ln for ln in out.splitlines() if "flipped" in ln][0]
 
 
-def test_pooled_verdict_decides_when_present(tmp_path):
-    ref = _report(tmp_path, seeds=False)
-    res = json.loads((ref / "reports" / "smoke" / "results.json").read_text())
-    res["main"]["synth-birds"]["claims"][1]["pooled_verdict"] = "holds"
-    (ref / "reports" / "smoke" / "results.json").write_text(json.dumps(res))
-    _, claims = V.compare(V.committed_reference(ReportFiles(ref, None), "smoke"), _results())
-    row = claims.set_index("claim").loc["one-stage close to text"]
-    assert (row["committed"], row["basis"], row["status"]) == ("holds", "pooled over seeds", "flipped")
+def _with_pooled(res, verdicts):
+    res = copy.deepcopy(res)
+    res["pooled_claims"] = {"04": {"rows": [{"dataset": "synth-birds", "claim": c, "verdict": v}
+                                            for c, v in verdicts.items()]}}
+    return res
+
+
+def test_pooled_verdicts_must_reproduce(tmp_path):
+    ref = _report(tmp_path)
+    path = ref / "reports" / "smoke" / "results.json"
+    path.write_text(json.dumps(_with_pooled(json.loads(path.read_text()),
+                                            {"one-stage above two-stage": "undecided",
+                                             "one-stage close to text": "holds"})))
+    reference = V.committed_reference(ReportFiles(ref, None), "smoke")
+    _, claims = V.compare(reference, _results())  # a `make study` rerun: no pooled verdicts of its own
+    pooled = claims[claims["level"] == "pooled over seeds"]
+    assert set(pooled["status"]) == {"not run"}
+    rerun = _with_pooled(_results(), {"one-stage above two-stage": "undecided", "one-stage close to text": "fails"})
+    _, claims = V.compare(reference, rerun)
+    row = claims[(claims["level"] == "pooled over seeds")].set_index("claim")
+    assert row.loc["one-stage close to text", "status"] == "flipped"
+    assert row.loc["one-stage above two-stage", "status"] == "same"
+    assert "NOT REPRODUCED: pooled verdicts: 1 of 2 flipped" in V.summary(*V.compare(reference, rerun))
 
 
 def test_bad_inputs_are_usage_errors(tmp_path, capsys):

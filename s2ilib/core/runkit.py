@@ -15,6 +15,9 @@
   ``<folder>/.lock``); a second writer is refused at once; a dead holder's lock is free (the
   kernel drops flock locks with the process). :func:`writer` also removes temp files of killed
   atomic writes (``.<name>.*.tmp``, see :mod:`s2ilib.core.io`).
+* :func:`session_stamp` / :func:`trained_by` / :func:`reuse_info` -- who trained a run folder: each
+  training session (start or resume) is kept in the checkpoint, and the finished folder's
+  ``summary.json`` says under ``trained_by`` which commit and machine finished it.
 * :func:`die_with_parent` -- a worker-process initializer: the worker gets SIGTERM when its parent
   dies (Linux), so killing a stage never leaves workers behind.
 """
@@ -325,6 +328,45 @@ def writer(folder: str | Path, name: str = LOCK_NAME, clean: bool = True) -> Ite
         if clean:
             remove_stale_tmp(folder)
         yield lock
+
+
+# --------------------------------------------------------------------------------------------
+# who trained a run folder
+
+
+NOT_RECORDED = "not recorded (trained before provenance was kept)"
+
+
+def session_stamp(step: int = 0) -> dict[str, Any]:
+    """One training session (a start at step 0 or a resume at ``step``): commit, dirty tree, start
+    time and CPU, in plain types (the checkpoints keep the list of sessions)."""
+    from s2ilib.core.results import _cpu_name, git_commit, now
+
+    return {**git_commit(), "started": now(), "cpu": _cpu_name(), "from_step": int(step)}
+
+
+def trained_by(sessions: Iterable[dict] = ()) -> dict[str, Any]:
+    """``trained_by`` of a finished run folder's summary: the commit and machine that finished the
+    training (``commit``, ``dirty``, ``finished``, ``cpu``, ``hardware``), ``started_by`` (the
+    session that started it at step 0; None if its checkpoint predates provenance) and every
+    session, oldest first."""
+    from s2ilib.core.hardware import hardware_info
+    from s2ilib.core.results import _cpu_name, git_commit, now
+
+    sessions = [dict(s) for s in sessions]
+    first = sessions[0] if sessions and sessions[0].get("from_step") == 0 else None
+    return {**git_commit(), "finished": now(), "cpu": _cpu_name(), "hardware": hardware_info(),
+            "started_by": first, "sessions": sessions}
+
+
+def reuse_info(summary: dict[str, Any]) -> dict[str, Any]:
+    """What a results entry says of a run folder: ``reused`` (finished earlier, not trained by this
+    call) and the summary's ``trained_by``; None with ``trained_by_note`` if the folder lacks it."""
+    by = summary.get("trained_by")
+    out: dict[str, Any] = {"reused": bool(summary.get("reused", False)), "trained_by": by}
+    if by is None:
+        out["trained_by_note"] = NOT_RECORDED
+    return out
 
 
 # --------------------------------------------------------------------------------------------

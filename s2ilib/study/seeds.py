@@ -226,7 +226,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     combined = combine_seed_tables(tables)
     out = write_seed_tables(combined, Path(args.report_root) / args.preset)
     print(f"[seeds] {len(tables)} training seeds ({', '.join(map(str, tables))}) -> {out['csv']}, {out['md']}")
+    try:
+        pooled = pool_seed_claims(tables, Path(args.report_root) / args.preset, args.preset)
+    except SeedTableError as exc:
+        p.exit(1, f"{p.prog}: {exc}\n")
+    print(f"[seeds] claims of notebook 04 pooled over the seeds -> {pooled['csv']}, {pooled['md']}")
     return 0
+
+
+CLAIMS_FILE = "04_claims.csv"
+POOLED_NAME = "04_claims_pooled"
+
+
+def pool_seed_claims(tables: Mapping[int, Path], out_dir: Path, preset: str) -> dict[str, Path]:
+    """Pool notebook 04's claims over the training seeds (the ``04_claims.csv`` beside each seed's
+    main table; :func:`s2ilib.study.claims.pool_claims`), write ``04_claims_pooled.{csv,md}`` into
+    ``out_dir`` and record them in its ``results.json`` (section ``pooled_claims``, key ``04``)."""
+    import pandas as pd
+
+    from s2ilib.core.results import record
+    from s2ilib.study import claims as C
+
+    per_seed = {}
+    for seed, table in tables.items():
+        path = Path(table).parent / CLAIMS_FILE
+        if not path.is_file():
+            raise SeedTableError(f"{path}: missing (notebook 04 writes it beside {Path(table).name})")
+        per_seed[str(seed)] = pd.read_csv(path)
+    pooled = C.pool_claims(per_seed)
+    paths = C.write_pooled(pooled, out_dir, POOLED_NAME)
+    rows = json.loads(pooled.to_json(orient="records"))
+    record(out_dir / "results.json", "pooled_claims",
+           {"04": {"seeds": [int(s) for s in tables], "method": C.METHOD, "rows": rows,
+                   "summary": C.pooled_summary(pooled)}}, preset=preset)
+    return paths
 
 
 if __name__ == "__main__":

@@ -42,7 +42,9 @@ def notebook_timings(results: dict[str, Any]) -> list[dict[str, Any]]:
 def timing_table(results: dict[str, Any]) -> str:
     """Markdown table of :func:`notebook_timings` with a total row and the machine it ran on."""
     rows = notebook_timings(results)
-    env = results.get("environment") or {}
+    # the machine that ran the notebooks (the study's start), not the last writer of results.json
+    # (a later post-processing step such as `python -m s2ilib.study.seeds` may run elsewhere)
+    env = (results.get("study") or {}).get("environment") or results.get("environment") or {}
     lines = ["| notebook | wall time | finished (UTC) | commit |", "|---|---|---|---|"]
     for r in rows:
         lines.append(f"| `{r['notebook']}` | {r['seconds'] / 60:.1f} min ({r['seconds']:.0f} s) "

@@ -11,12 +11,15 @@ the committed report states for a *new training seed*:
   test images: narrower, it leaves out the seed-to-seed variance; said in the ``spread`` column); a
   cell with neither (FID has no interval) is listed as ``no stated spread``. About 1 in 20 numbers
   falls outside a 95% interval by chance, so numbers outside are reported, not failed on.
-- **verdicts** (every claim of ``main.<dataset>.claims``): the rerun's verdict against the committed
-  one. The pooled verdict over training seeds (``pooled_verdict``), where the committed report has one,
-  is what must reproduce. Without it, the committed per-seed verdicts (the main run's and the seed
-  repeats' under ``seeds/``) decide: where they all agree the claim is seed-stable and a different
-  rerun verdict is a **flip**; where they disagree the claim is ``seed-dependent`` and any rerun
-  verdict is within what the report states.
+- **verdicts** (every claim of notebook 04), at two levels:
+
+  * *pooled over training seeds* (``pooled_claims``, written by ``make study-seeds``): what a rerun
+    must reproduce. A rerun with pooled verdicts of its own (it ran ``make study-seeds`` too) that
+    disagrees with a committed pooled verdict is a **flip**; a rerun without them is ``not run``.
+  * *single seed* (``main.<dataset>.claims``): the rerun's one-seed verdict against the committed
+    seeds' own verdicts (the main run's and the repeats' under ``seeds/``). Where the committed seeds
+    all agree the claim is seed-stable and a different rerun verdict is a **flip**; where they
+    disagree it is ``seed-dependent`` and any verdict is within what the report states.
 
 Exit status 1 when a verdict flipped, 0 otherwise; the table lists every number and claim.
 """
@@ -47,7 +50,8 @@ class Reference:
     """What the committed report states: per-cell spreads and per-claim verdicts."""
 
     numbers: Any  # DataFrame: dataset, method, condition, metric, value, low, high, spread
-    verdicts: dict[tuple[str, str], dict[str, Any]]  # (dataset, claim) -> {"verdicts": {seed: v}, "pooled": v|None}
+    verdicts: dict[tuple[str, str], dict[str, str]]  # (dataset, claim) -> {seed label: single-seed verdict}
+    pooled: dict[tuple[str, str], str]  # (dataset, claim) -> verdict pooled over the seeds
     source: str
     environment: dict[str, Any]
 
@@ -88,6 +92,11 @@ def _claims(results: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     return out
 
 
+def _pooled(results: dict[str, Any]) -> dict[tuple[str, str], str]:
+    rows = ((results.get("pooled_claims") or {}).get("04") or {}).get("rows") or []
+    return {(r["dataset"], r["claim"]): r["verdict"] for r in rows}
+
+
 def _read_json(files: ReportFiles, rel: str) -> dict[str, Any]:
     try:
         return json.loads(files.text(rel))
@@ -115,22 +124,21 @@ def committed_reference(files: ReportFiles, preset: str) -> Reference:
             lo, hi = prediction_interval_from(float(row["mean"]), float(row["std"]), int(row["n_seeds"]))
             mask = (long[list(KEY)] == [row[k] for k in KEY]).all(axis=1)
             long.loc[mask, ["low", "high", "spread"]] = [lo, hi, f"new-seed 95% PI (n={int(row['n_seeds'])} seeds)"]
-    verdicts: dict[tuple[str, str], dict[str, Any]] = {}
-    train_seed = (results.get("study") or {}).get("seed", "main")
-    for (ds, claim), row in _claims(results).items():
-        verdicts[(ds, claim)] = {"verdicts": {f"main (seed {train_seed})": row.get("verdict")},
-                                 "pooled": row.get("pooled_verdict")}
+    verdicts: dict[tuple[str, str], dict[str, str]] = {}
+    for key, row in _claims(results).items():
+        verdicts[key] = {"main run": row.get("verdict")}
     for rel in files.glob(f"{base}/seeds", "results.json"):
         seed_name = Path(rel).parent.parent.name  # seeds/train_seed=<s>/<preset>/results.json
         for key, row in _claims(_read_json(files, rel)).items():
-            verdicts.setdefault(key, {"verdicts": {}, "pooled": None})["verdicts"][seed_name] = row.get("verdict")
-    return Reference(long, verdicts, str(files), results.get("environment") or {})
+            verdicts.setdefault(key, {})[seed_name] = row.get("verdict")
+    env = (results.get("study") or {}).get("environment") or results.get("environment") or {}
+    return Reference(long, verdicts, _pooled(results), str(files), env)
 
 
 def compare(reference: Reference, rerun: dict[str, Any]):
     """(numbers, claims) DataFrames: each committed cell with the rerun's value and its status
-    (inside / outside / no stated spread / missing), each claim with the rerun's verdict and its
-    status (same / flipped / seed-dependent / missing)."""
+    (inside / outside / identical or differs without a stated spread / missing), each claim at each
+    level with the rerun's verdict and its status (same / flipped / seed-dependent / not run / missing)."""
     import pandas as pd
 
     ref = reference.numbers.rename(columns={"value": "committed"})
@@ -146,23 +154,24 @@ def compare(reference: Reference, rerun: dict[str, Any]):
         return "inside" if r["low"] <= r["rerun"] <= r["high"] else "outside"
 
     nums["status"] = nums.apply(status, axis=1) if len(nums) else []
-    got = _claims(rerun)
+    got, got_pooled = _claims(rerun), _pooled(rerun)
     rows = []
-    for (ds, claim), ref_row in sorted(reference.verdicts.items()):
-        committed = {v for v in ref_row["verdicts"].values() if v is not None}
-        stated = ref_row["pooled"] or (committed.pop() if len(committed) == 1 else None)
+    for (ds, claim), stated in sorted(reference.pooled.items()):
+        new_v = got_pooled.get((ds, claim))
+        st = "not run" if new_v is None else ("same" if new_v == stated else "flipped")
+        rows.append({"dataset": ds, "claim": claim, "level": "pooled over seeds", "committed": stated,
+                     "basis": "pooled", "rerun": new_v or "(make study-seeds not run)", "status": st})
+    for (ds, claim), per_seed in sorted(reference.verdicts.items()):
+        committed = {v for v in per_seed.values() if v is not None}
+        stated = committed.pop() if len(committed) == 1 else None
         new_v = (got.get((ds, claim)) or {}).get("verdict")
         if new_v is None:
             st = "missing"
-        elif stated is None:
-            st = "seed-dependent"
         else:
-            st = "same" if new_v == stated else "flipped"
-        per_seed = ", ".join(str(v) for v in ref_row["verdicts"].values())
-        rows.append({"dataset": ds, "claim": claim, "committed": stated or "seed-dependent",
-                     "basis": "pooled over seeds" if ref_row["pooled"] else f"per seed: {per_seed}",
-                     "rerun": new_v, "status": st})
-    return nums, pd.DataFrame(rows, columns=["dataset", "claim", "committed", "basis", "rerun", "status"])
+            st = "seed-dependent" if stated is None else ("same" if new_v == stated else "flipped")
+        rows.append({"dataset": ds, "claim": claim, "level": "single seed", "committed": stated or "seed-dependent",
+                     "basis": "seeds: " + ", ".join(str(v) for v in per_seed.values()), "rerun": new_v, "status": st})
+    return nums, pd.DataFrame(rows, columns=["dataset", "claim", "level", "committed", "basis", "rerun", "status"])
 
 
 def summary(nums, claims) -> str:
@@ -172,8 +181,14 @@ def summary(nums, claims) -> str:
     flips = claims[claims["status"] == "flipped"]
     missing = int((claims["status"] == "missing").sum()) + counts.get("missing", 0)
     verdict = "REPRODUCED" if flips.empty else "NOT REPRODUCED"
-    return (f"{verdict}: {len(flips)} of {len(claims)} claims flipped "
-            f"({int((claims['status'] == 'seed-dependent').sum())} seed-dependent in the committed report); "
+    pooled = claims[claims["level"] == "pooled over seeds"]
+    single = claims[claims["level"] == "single seed"]
+    pooled_note = (f"pooled verdicts: {int((pooled['status'] == 'flipped').sum())} of {len(pooled)} flipped"
+                   + (" (the rerun has none: run make study-seeds)" if (pooled["status"] == "not run").all() else "")
+                   if len(pooled) else "no pooled verdicts in the committed report")
+    return (f"{verdict}: {pooled_note}; single-seed verdicts: {int((single['status'] == 'flipped').sum())} of "
+            f"{len(single)} flipped ({int((single['status'] == 'seed-dependent').sum())} seed-dependent in the "
+            f"committed report); "
             f"{counts.get('outside', 0)} of {compared} numbers outside the committed spread "
             f"(about {0.05 * compared:.0f} expected by chance at 95%); "
             f"{unstated} without a stated spread ({counts.get('differs (no stated spread)', 0)} of them differ); "

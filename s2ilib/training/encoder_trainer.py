@@ -15,7 +15,7 @@ Folder (``out_dir``, locked while training, see :mod:`s2ilib.core.runkit`): ``co
 before training), ``checkpoint.pt`` (every ``ckpt_every`` steps and at the end, atomic, a safe
 weights file), ``log.jsonl`` (one line per step), ``metrics.jsonl`` (validation and final test
 retrieval, one row per step and split/condition even across resumes), ``embeddings.pt`` (every
-utterance or caption, schema in docs/ARCHITECTURE.md) and ``summary.json``.
+utterance or caption, schema in docs/ARCHITECTURE.md) and ``summary.json`` (its ``trained_by``: who finished it).
 """
 from __future__ import annotations
 
@@ -36,13 +36,12 @@ from s2ilib.models.embedding import _embed, _store_table, collate_speech, export
 from s2ilib.models.encoders import Tokenizer
 from s2ilib.models.loading import KINDS, EncoderTrainError, build_model
 from s2ilib.core.config import EncoderConfig
-from s2ilib.core.device import resolve_device
 from s2ilib.core.io import atomic_write_text, seed_everything
 from s2ilib.training.losses import TeacherStudentLoss
 from s2ilib.core.results import append_jsonl
 from s2ilib.evaluation.retrieval import retrieval_metrics
-from s2ilib.core.runkit import check_same_run, truncate_jsonl, with_defaults
-from s2ilib.core.device import bf16_autocast
+from s2ilib.core.runkit import check_same_run, session_stamp, trained_by, truncate_jsonl, with_defaults
+from s2ilib.core.device import bf16_autocast, resolve_device
 
 VAL_FRACTION = 0.05  # of the training images, held out for validation
 VAL_MAX_IMAGES = 50
@@ -106,8 +105,7 @@ def _split_items(items: _Items, val_images: np.ndarray) -> tuple[_Items, _Items]
     return items.take(np.flatnonzero(~is_val)), items.take(np.flatnonzero(is_val))
 
 
-# --------------------------------------------------------------------------------------------
-# batches
+# batches ------------------------------------------------------------------------------------
 
 
 def epoch_batches(n_frames: np.ndarray, batch_size: int, seed: int, epoch: int, bucket: bool) -> list[np.ndarray]:
@@ -130,8 +128,7 @@ def epoch_batches(n_frames: np.ndarray, batch_size: int, seed: int, epoch: int, 
     return [batches[i] for i in order if len(batches[i]) >= 2]
 
 
-# --------------------------------------------------------------------------------------------
-# one training step
+# one training step --------------------------------------------------------------------------
 
 
 class EncoderRun:
@@ -268,25 +265,25 @@ def _check_same_run(path: Path, new: dict) -> None:
     check_same_run(path.parent, old, new, ignore={f"encoder.{k}" for k in RESUMABLE_KEYS}, error=EncoderTrainError)
 
 
-# --------------------------------------------------------------------------------------------
-# public API
+# public API ---------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass
 class _Progress:
-    """Where training stands: steps done, sampler position (epoch, batch), seconds spent."""
+    """Where training stands: steps done, sampler position (epoch, batch), seconds spent, sessions."""
 
     step: int = 0
     epoch: int = 0
     pos: int = 0
     train_seconds: float = 0.0
     killed: bool = False
+    sessions: list = dataclasses.field(default_factory=list)  # runkit.session_stamp of each start / resume
 
 
 def _save(run: EncoderRun, path: Path, p: _Progress, resolved: dict, done: bool = False) -> None:
     extra = {"train_seconds": p.train_seconds, "kind": run.kind, "model_args": run.model_args,
              "tokenizer": run.tokenizer.state_dict() if run.tokenizer else None,
-             "class_of": run.class_of, "config": resolved}
+             "class_of": run.class_of, "config": resolved, "sessions": p.sessions}
     save_checkpoint(path, model=run.model, optimizer=run.opt, scheduler=run.sched, step=p.step,
                     epoch=p.epoch, batch_in_epoch=p.pos, done=done, extra=extra)
 
@@ -352,7 +349,7 @@ def _train_locked(kind: str, dataset: Any, teacher_feats: torch.Tensor, cfg: Any
     if (out / "summary.json").is_file() and (out / "embeddings.pt").is_file():
         done = json.loads((out / "summary.json").read_text())
         if with_defaults(done.get("config"), "encoder", EncoderConfig) == resolved:
-            return done
+            return {**done, "reused": True}  # finished earlier: its trained_by says where
     seed_everything(seed)
     run = EncoderRun(kind, dataset, teacher_feats, cfg, seed, device)
     if run.lead:
@@ -360,10 +357,12 @@ def _train_locked(kind: str, dataset: Any, teacher_feats: torch.Tensor, cfg: Any
     p = _Progress()
     if (out / "checkpoint.pt").is_file():
         st = load_checkpoint(out / "checkpoint.pt", run.model, run.opt, run.sched)
-        p = _Progress(st["step"], st["epoch"], st["batch_in_epoch"], st["extra"].get("train_seconds", 0.0))
+        p = _Progress(st["step"], st["epoch"], st["batch_in_epoch"], st["extra"].get("train_seconds", 0.0),
+                      sessions=list(st["extra"].get("sessions", [])))
         if run.lead:
             truncate_jsonl(out / "log.jsonl", p.step), truncate_jsonl(out / "metrics.jsonl", p.step)
     resumed_from = p.step
+    p.sessions.append(session_stamp(p.step))
     per_epoch = len(run.batches(0))
     total = cfg.max_steps if cfg.max_steps > 0 else per_epoch * run.n_epochs
     with tqdm(total=total, initial=p.step, desc=kind, unit="step", disable=not (progress and run.lead)) as bar:
@@ -377,9 +376,9 @@ def _train_locked(kind: str, dataset: Any, teacher_feats: torch.Tensor, cfg: Any
     if p.killed or not run.lead:
         return summary
     _save(run, out / "checkpoint.pt", p, resolved, done=True)
-    summary.update(_final_outputs(run, out, p.step, progress), config=resolved)
+    summary.update(_final_outputs(run, out, p.step, progress), config=resolved, trained_by=trained_by(p.sessions))
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    return summary
+    return {**summary, "reused": False}
 
 
 def _final_outputs(run: EncoderRun, out: Path, step: int, progress: bool) -> dict:

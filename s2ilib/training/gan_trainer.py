@@ -11,13 +11,14 @@ The trainer takes plain tensors, so it does not depend on how embeddings or imag
 Run folder (``out_dir``, locked while training, see :mod:`s2ilib.core.runkit`): ``config.json``,
 ``checkpoint.pt`` (G, Ds, EMA, optimisers, step, RNG states; a safe weights file),
 ``generator_ema.pt`` (what inference loads), ``log.jsonl`` (one line per step),
-``samples/step_XXXXXXX_<size>.png`` and ``summary.json``. Rerunning with the same ``out_dir``
-resumes from the checkpoint; a second writer on the folder is refused at once. Every random
-draw of step t comes from a generator seeded by ``(seed, t)``, and the utterance order of epoch e
-by ``(seed, e)``, so an interrupted and resumed run makes the same draws as an uninterrupted one.
-Under torchrun every rank makes these global draws and trains on its rows of the batch, rank 0
-writes the folder (:mod:`s2ilib.training.distributed`: batch, learning rate, resume on other
-rank counts).
+``samples/step_XXXXXXX_<size>.png`` and ``summary.json`` (its ``trained_by``: the commit and machine
+that finished the run and every training session, :func:`s2ilib.core.runkit.trained_by`). Rerunning
+with the same ``out_dir`` resumes from the checkpoint; a second writer on the folder is refused at
+once. Every random draw of step t comes from a generator seeded by ``(seed, t)``, and the utterance
+order of epoch e by ``(seed, e)``, so an interrupted and resumed run makes the same draws as an
+uninterrupted one. Under torchrun every rank makes these global draws and trains on its rows of
+the batch, rank 0 writes the folder (:mod:`s2ilib.training.distributed`: batch, learning rate,
+resume on other rank counts).
 """
 from __future__ import annotations
 
@@ -44,8 +45,8 @@ from s2ilib.training.tree_step import tree_step
 from s2ilib.core.config import GanConfig, save_config
 from s2ilib.core.device import bf16_autocast, resolve_device
 from s2ilib.core.io import atomic_write_text, seed_everything, torch_save_atomic
-from s2ilib.core.runkit import (check_same_run, config_diff, load_checkpoint, rng_state, set_rng_state, truncate_jsonl,
-                                with_defaults)
+from s2ilib.core.runkit import (check_same_run, config_diff, load_checkpoint, rng_state, session_stamp, set_rng_state,
+                                trained_by, truncate_jsonl, with_defaults)
 
 CHECKPOINT = "checkpoint.pt"
 # Keys of GanConfig that may change between a run and its resumption (they do not change the model
@@ -270,8 +271,8 @@ def train_gan(images_uint8: torch.Tensor, cond_emb: torch.Tensor, cond_image_idx
 
 
 def _resume(tr: _Trainer, ckpt_path: Path, dev: torch.device, cfg_d: dict[str, Any], fp: dict[str, Any],
-            seed: int) -> tuple[int, float]:
-    """Load the checkpoint (safely) into ``tr`` and the global RNGs -> (step, elapsed seconds)."""
+            seed: int) -> tuple[int, float, list]:
+    """Load the checkpoint (safely) into ``tr`` and the global RNGs -> (step, elapsed seconds, sessions)."""
     ckpt = load_checkpoint(ckpt_path, GanCheckpointError, _CKPT_KEYS, map_location=dev, what="GAN checkpoint")
     _check_resumable(ckpt, cfg_d, fp, seed, ckpt_path)
     try:
@@ -279,7 +280,7 @@ def _resume(tr: _Trainer, ckpt_path: Path, dev: torch.device, cfg_d: dict[str, A
         set_rng_state(ckpt["rng"])
     except (RuntimeError, ValueError, KeyError, TypeError) as exc:
         raise GanCheckpointError(f"{ckpt_path}: does not fit this GAN ({type(exc).__name__}: {exc})") from exc
-    return int(ckpt["step"]), float(ckpt.get("elapsed", 0.0))
+    return int(ckpt["step"]), float(ckpt.get("elapsed", 0.0)), list(ckpt.get("sessions", []))
 
 
 def _train_locked(images_uint8, cond_emb, cond_image_idx, image_class, cfg, out_dir: Path, seed: int, fixed_cond,
@@ -287,10 +288,10 @@ def _train_locked(images_uint8, cond_emb, cond_image_idx, image_class, cfg, out_
                   fp: dict[str, Any]) -> dict[str, Any]:
     seed_everything(seed)
     tr = _Trainer(cfg, cond_emb.shape[1], dev)
-    start, elapsed0 = 0, 0.0
+    start, elapsed0, sessions = 0, 0.0, []  # sessions: runkit.session_stamp of each start / resume
     ckpt_path, log_path = out_dir / CHECKPOINT, out_dir / "log.jsonl"
     if ckpt_path.exists():
-        start, elapsed0 = _resume(tr, ckpt_path, dev, cfg_d, fp, seed)
+        start, elapsed0, sessions = _resume(tr, ckpt_path, dev, cfg_d, fp, seed)
     ctx = distributed.current(dev)
     lead = ctx is None or ctx.lead  # rank 0 (or the only process) writes the run folder
     if lead:
@@ -299,7 +300,8 @@ def _train_locked(images_uint8, cond_emb, cond_image_idx, image_class, cfg, out_
     if start >= cfg.steps and summary_path.is_file() and (out_dir / GENERATOR_EMA).exists():
         done = json.loads(summary_path.read_text())
         if done.get("steps") == cfg.steps:  # finished earlier: keep the figures measured then
-            return {**done, "reused": True}
+            return {**done, "reused": True}  # its trained_by says where
+    sessions.append(session_stamp(start))
     if lead:
         truncate_jsonl(log_path, start)
 
@@ -345,7 +347,7 @@ def _train_locked(images_uint8, cond_emb, cond_image_idx, image_class, cfg, out_
             if lead and (done % cfg.ckpt_every == 0 or done == cfg.steps):
                 log.flush()
                 torch_save_atomic({**tr.state(), "step": done, "rng": rng_state(), "config": cfg_d, "data": fp,
-                                   "seed": seed, "elapsed": record["time"]}, ckpt_path)
+                                   "seed": seed, "elapsed": record["time"], "sessions": sessions}, ckpt_path)
                 _save_generator(tr, out_dir / GENERATOR_EMA, done, cfg_d)
             bar.update(1)
             bar.set_postfix(d=f"{sum(record['d_loss']):.2f}", g=f"{record['g_loss']:.2f}", kl=f"{record['kl']:.3f}",
@@ -366,8 +368,9 @@ def _train_locked(images_uint8, cond_emb, cond_image_idx, image_class, cfg, out_
         return summary
     if not (out_dir / GENERATOR_EMA).exists():
         _save_generator(tr, out_dir / GENERATOR_EMA, start, cfg_d)
+    summary["trained_by"] = trained_by(sessions)
     atomic_write_text(summary_path, json.dumps(summary, indent=2) + "\n")
-    return summary
+    return {**summary, "reused": False}
 
 
 def _batch_images(pyr: torch.Tensor, idx: torch.Tensor, flip: torch.Tensor, dev: torch.device) -> torch.Tensor:
