@@ -5,7 +5,7 @@ PRESET ?= small
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: study study-seeds test clean-runs
+.PHONY: study study-seeds verify test clean-runs
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ study-seeds: $(STAMP)
 	    --report-root reports/$(PRESET)/seeds/train_seed=$$s; \
 	done
 	$(BIN)/python -m s2ilib.study.seeds --preset $(PRESET) --seeds $(SEEDS)
+
+# After `make study` (and `make study-seeds`): does the rerun reproduce the committed report?
+# Compares reports/$(PRESET)/results.json with the committed one (git HEAD); exit 1 on a flipped verdict.
+verify: $(STAMP)
+	$(BIN)/s2i verify --preset $(PRESET)
 
 # Unit tests, then the study at the smoke preset through the runner (tests/test_notebooks.py),
 # whose executed notebooks nbval re-executes.

@@ -280,7 +280,7 @@ def encoders_payload(summaries: dict[tuple, dict], retrieval: dict[str, dict], c
                                              "n_train_items", "bf16", "device")})
         entry.update({"encoder": kind, "method": method,
                       "evaluated_via": "linear_probe" if needs_probe(kind) else "direct",
-                      **provenance(run_cfg, run_cfg.encoder)})
+                      **provenance(run_cfg, run_cfg.encoder), **_trained_by(s)})
         payload.setdefault(name, {})[entry_name(paths.encoder(name, kind, method))] = entry
     return payload
 
@@ -303,6 +303,11 @@ def encoder_comparison(retrieval: dict[str, dict], ours: str = "one_stage", othe
     return lines
 
 
+def _trained_by(summary: dict[str, Any]) -> dict[str, Any]:
+    """Whether the notebook reused the run folder, and the commit and machine that trained it."""
+    return {k: summary[k] for k in ("reused", "trained_by", "trained_by_note") if k in summary}
+
+
 def generators_payload(summaries: dict[tuple, dict], cfg: StudyConfig, paths: RunPaths,
                        extras: dict[str, dict[str, dict]] | None = None) -> dict[str, Any]:
     """``generators`` section: dataset -> generator folder -> steps, time, final losses, sizes,
@@ -316,7 +321,7 @@ def generators_payload(summaries: dict[tuple, dict], cfg: StudyConfig, paths: Ru
         entry.update({"method": method, "encoder": registry.method(method).encoder})
         if method == REFERENCE[0]:
             entry.update({k: v[name] for k, v in (extras or {}).items() if name in v})
-        entry.update(provenance(run_cfg, run_cfg.gan))
+        entry.update({**provenance(run_cfg, run_cfg.gan), **_trained_by(s)})
         payload.setdefault(name, {})[entry_name(paths.gan(name, method))] = entry
     return payload
 

@@ -3,6 +3,8 @@
 Each stage is idempotent and cached by its configuration: rerunning a notebook skips work
 already done in ``runs/<preset>/``. Every stage writes into the variant folder of its
 configuration (:class:`RunPaths`), leaves ``variant.json`` there, and runs on ``cfg.device``.
+The training stages return whether they reused a finished run folder and which commit and machine
+trained it (:func:`s2ilib.core.runkit.reuse_info`); the notebooks' payloads put it in ``results.json``.
 Analysis of the trained models is in :mod:`s2ilib.study.analysis`, the results payloads and the
 paper's claims in :mod:`s2ilib.study.report`.
 """
@@ -18,6 +20,7 @@ import numpy as np
 from s2ilib.core import registry
 from s2ilib.core.config import StudyConfig
 from s2ilib.core.io import atomic_write_text
+from s2ilib.core.runkit import reuse_info
 from s2ilib.data.images import load_images_uint8
 from s2ilib.models import embedding
 from s2ilib.study.paths import RunPaths, device_of, provenance, write_variant_config  # noqa: F401 (notebook API)
@@ -221,9 +224,10 @@ def train_encoder_stage(ds, kind: str, cfg: StudyConfig, paths: RunPaths, teache
     out = paths.encoder(ds.name, kind, method)
     summary = train_encoder(kind, ds, teacher_feats, run_cfg.encoder, out, seed=run_cfg.training_seed,
                             progress=progress, device=device_of(run_cfg))
-    if is_lead(run_cfg.device):  # under torchrun rank 0 writes
-        write_variant_config(out, run_cfg, "encoder", dataset=ds.name, encoder=kind, method=method)
-    return summary
+    if not is_lead(run_cfg.device):  # under torchrun rank 0 writes
+        return summary
+    write_variant_config(out, run_cfg, "encoder", dataset=ds.name, encoder=kind, method=method)
+    return {**summary, **reuse_info(summary)}
 
 
 def read_log(run_dir: Path, name: str = "log.jsonl"):
@@ -320,7 +324,7 @@ def train_generator_stage(ds, method: str, cfg: StudyConfig, paths: RunPaths, pr
                 "n_train_images": len(train), "n_conditions": len(keep)}
     atomic_write_text(out / "pipeline.json", json.dumps(pipeline, indent=2) + "\n")
     write_variant_config(out, run_cfg, "gan", dataset=ds.name, method=method, encoder=kind)
-    return {**summary, "n_train_images": len(train), "n_conditions": len(keep)}
+    return {**summary, **reuse_info(summary), "n_train_images": len(train), "n_conditions": len(keep)}
 
 
 def read_gan_log(run_dir: Path):
