@@ -9,7 +9,10 @@ Needs the dataset and the teacher-student speech encoder of the preset (notebook
 preset) it measures the training step's speed on this machine, sets ``gan.steps`` so training
 takes about ``--minutes``, trains the one-stage generator into its own variant folder
 (``runs/<preset>/gan/<dataset>/one_stage@...``; the baseline's folder is never touched) and scores
-it with :func:`s2ilib.evaluation.main.run_main_evaluation` on the unseen test classes: attribute
+it with :func:`s2ilib.evaluation.main.run_main_evaluation` on the validation classes (``--split val``,
+the default: a fixed part of the training classes that the encoder and generators never saw; the
+encoder must be trained with ``--set split=val``, e.g. ``s2i study --preset small --only 01,02 --set
+split=val``); ``--split test`` scores the unseen test classes instead, for a final report only: attribute
 accuracy and R-precision (with intervals where the evaluation gives them), FID / KID, and the
 noise-versus-speech variation. Prints a table and writes ``sweep.csv`` / ``sweep.md``.
 The steps of each variant are recorded, so a rerun reproduces the same runs (and reuses them).
@@ -96,6 +99,7 @@ def run_variant(name: str, overrides: dict[str, Any], args: argparse.Namespace, 
     from s2ilib.study import analysis, stages
     from s2ilib.study.paths import RunPaths
 
+    overrides = {**split_overrides(args), **overrides}
     cfg = get_config(args.preset, overrides)
     base_paths = RunPaths.create(args.run_root, args.out, cfg)
     ds = stages.load_built_dataset(args.dataset, base_paths)
@@ -125,7 +129,12 @@ def run_variant(name: str, overrides: dict[str, Any], args: argparse.Namespace, 
     return row
 
 
-def main() -> None:
+def split_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The split every run of the sweep trains and scores on (validation unless told otherwise)."""
+    return {"split": args.split}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="small")
     ap.add_argument("--dataset", default="synth-birds")
@@ -137,8 +146,16 @@ def main() -> None:
     ap.add_argument("--run-root", default="runs")
     ap.add_argument("--out", default=None, help="folder for sweep.csv / sweep.md (default reports/<preset>/sweep)")
     ap.add_argument("--progress", action="store_true")
-    args = ap.parse_args()
-    args.out = args.out or f"reports/{args.preset}/sweep"
+    ap.add_argument("--split", choices=("val", "test"), default="val",
+                    help="classes to score on: val (default; held out from the encoder and generators) or test "
+                         "(the unseen test classes: for a final report, never for choosing)")
+    args = ap.parse_args(argv)
+    args.out = args.out or f"reports/{args.preset}/sweep" + ("" if args.split == "test" else "_val")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in names if v not in VARIANTS]
     if unknown:
@@ -156,6 +173,7 @@ def main() -> None:
     df = pd.DataFrame(rows)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    df = df.assign(split=args.split)  # which classes scored it, recorded in every row
     df.to_csv(out / "sweep.csv", index=False)  # train_s: the run's whole training time, warm start included
     from s2ilib.evaluation.tables import to_markdown
 

@@ -223,6 +223,12 @@ class StudyConfig:
     # Seed of the encoders' and generators' training only (0: ``seed``), so repeats over training
     # seeds share one dataset (``make study-seeds``); see :attr:`training_seed`.
     train_seed: int = 0
+    # The classes the evaluation scores (s2ilib.data.validation): "test", the unseen test classes
+    # (the study's final notebooks; encoders and generators train on every training class), or
+    # "val", the validation classes: ``val_fraction`` of the training classes, fixed by ``seed``,
+    # held out from the encoders and generators. Every sweep and side run scores on "val".
+    split: str = "test"
+    val_fraction: float = 0.2
     # One device switch for every stage (teacher features, both trainers, evaluation, inference):
     # "auto" picks CUDA when present, "cuda" without a GPU is an error (s2ilib.core.device).
     device: str = "auto"

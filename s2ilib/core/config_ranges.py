@@ -65,6 +65,7 @@ _DECAY = Range(lo=0, hi=1, hi_open=True)  # [0, 1)
 RANGES: dict[str, Range] = {
     "seed": _ge(0, "numpy and torch seeds are non-negative"),
     "train_seed": _ge(0, "0: the same as seed"),
+    "val_fraction": Range(lo=0, hi=1, lo_open=True, hi_open=True, why="a share of the training classes"),
     # data
     "data.birds_train_classes": _ge(1),
     "data.birds_test_classes": _ge(1, "the zero-shot evaluation needs test classes"),
@@ -177,6 +178,9 @@ def validate(cfg: Any) -> Any:
                 name = f"{key}[{i}]" if isinstance(value, list) else key
                 finite = "" if math.isfinite(v) else "a finite number "
                 raise ConfigError(f"{name} = {v!r} is out of range: must be {finite}{rng.describe()}")
+    if cfg.split not in ("test", "val"):
+        raise ConfigError(f"split = {cfg.split!r}: choose one of test (the unseen test classes), "
+                          "val (the validation classes, for tuning)")
     if cfg.device.split(":")[0] not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"device = {cfg.device!r}: choose one of auto, cpu, cuda (or cuda:N)")
     e, g, d = cfg.encoder, cfg.gan, cfg.data

@@ -17,11 +17,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-STAGE_SECTIONS = {  # train_seed reseeds the trainers only: the data of a repeat stays the same
+# train_seed reseeds the trainers only, and split=val holds classes out of them: the data stays the same
+_TRAINING = ("seed", "train_seed", "split", "val_fraction", "data")
+STAGE_SECTIONS = {
     "data": ("seed", "data"),
-    "encoder": ("seed", "train_seed", "data", "encoder"),
-    "gan": ("seed", "train_seed", "data", "encoder", "gan"),
-    "eval": ("seed", "train_seed", "data", "encoder", "gan", "eval"),
+    "encoder": (*_TRAINING, "encoder"),
+    "gan": (*_TRAINING, "encoder", "gan"),
+    "eval": (*_TRAINING, "encoder", "gan", "eval"),
 }
 # Keys that do not change a stage's result.
 NEUTRAL_KEYS = {"device", "data.workers", "encoder.ckpt_every", "gan.ckpt_every", "gan.sample_every"}
@@ -61,6 +63,8 @@ def config_diff(cfg: Any, stage: str) -> dict[str, Any]:
     base = flatten(dataclasses.asdict(base_cfg))
     mine = flatten(dataclasses.asdict(cfg))
     diff = {k: v for k, v in mine.items() if in_stage(k, stage) and base.get(k) != v}
+    if cfg.split == "test":  # the validation share matters only when validation classes are held out
+        diff.pop("val_fraction", None)
     if recipe != preset.gan.recipe and "gan" in STAGE_SECTIONS[stage]:
         diff["gan.recipe"] = recipe
     return dict(sorted(diff.items()))

@@ -257,7 +257,9 @@ def run_main_evaluation(ds, cfg, paths, methods: Sequence[str] | None = None, pr
             per_part[part_key] = tim
             if "wer" in res:
                 wers[cond] = res["wer"]
+    split = {"split": cfg.split, **(ds.info.get("validation") or {})}
     out = {**results, "reader": reader_ref, "is_head": dict(head.report), "asr": {"wer": wers, "model": ev.asr_model, **asr_settings()},
+           "split": split,
            "fid_floor": floor, "items_dir": IT.items_dir(out_dir).name,
            "queries": query_sizes, "image_size": size, "fid_image_size": ev.fid_image_size, "bbox_crop": crop,
            "timings": {**timings, "parts": per_part, "per_1000_images": per_1000_images(per_part, results),

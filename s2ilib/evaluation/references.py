@@ -94,12 +94,15 @@ def is_head_for(ds, paths, real_feats: torch.Tensor, cfg, size: int, fid_size: i
     return head
 
 
-def references_dir(paths, dataset: str):
+def references_dir(paths, dataset: str, shared: bool = False):
     """Where the dataset's evaluation references live (real-image features, IS head, attribute
     reader, ASR transcripts): beside the data (``data/<dataset>[@variant]/references/``), since
     they depend on the data and their own settings only, so every generator variant shares them.
-    Each file's name or report carries the settings it was made with; a mismatch recomputes it."""
-    out = paths.data(dataset) / "references"
+    Each file's name or report carries the settings it was made with; a mismatch recomputes it.
+    The validation split (``split=val``) keeps its own (``references@split=val/``): its "test"
+    images are other images; ``shared`` references (the rendered reader) depend on neither."""
+    val = getattr(getattr(paths, "cfg", None), "split", "test") == "val"
+    out = paths.data(dataset) / ("references@split=val" if val and not shared else "references")
     out.mkdir(parents=True, exist_ok=True)
     return out
 
@@ -153,7 +156,7 @@ def _rendered_reader(ds, paths, size, epochs, seed, progress, bbox_crop, n_image
         raise EvaluationError(f"{ds.root}: eval.reader_source=rendered needs an embedded dataset "
                               f"(synth-birds / synth-flowers), got kind {ds.kind!r}; use eval.reader_source=real")
     view = resolve_view(ds.kind, bbox_crop)
-    path = references_dir(paths, ds.name) / f"attribute_reader_rendered_{view}_{size}px.pt"
+    path = references_dir(paths, ds.name, shared=True) / f"attribute_reader_rendered_{view}_{size}px.pt"
     want = {"source": "rendered", "kind": ds.kind, "view": view, "n_train": n_images, "epochs": epochs,
             "seed": seed, "render_size": render_size}
     if path.is_file():

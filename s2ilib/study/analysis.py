@@ -13,6 +13,7 @@ from s2ilib.core.config import StudyConfig
 from s2ilib.data.images import load_images_uint8
 from s2ilib.study.paths import RunPaths, device_of
 from s2ilib.study.stages import gan_image_size, load_embeddings
+from s2ilib.data.validation import record_splits
 
 RETRIEVAL_METRICS = ("recall@1", "recall@5", "recall@10", "map_class", "centroid_acc", "ap@50")
 
@@ -112,7 +113,7 @@ def test_utterance_rows(ds, n: int, seed: int, condition: str = "seen") -> list[
     """``n`` store rows of test utterances from distinct unseen classes (deterministic)."""
     idx = ds.speech.index
     rng = np.random.default_rng(seed)
-    rows = idx.index[(idx["split"] == "test") & (idx["condition"] == condition)].to_numpy()
+    rows = idx.index[(record_splits(ds, idx) == "test") & (idx["condition"] == condition)].to_numpy()
     by_class: dict[int, list[int]] = {}
     for r in rows:
         by_class.setdefault(ds.images[int(idx.at[r, "image_idx"])].class_index, []).append(int(r))

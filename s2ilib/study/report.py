@@ -253,9 +253,11 @@ def claims_summary(claims) -> dict[str, str]:
 
 
 def data_payload(sizes: dict[str, dict], timings: dict[str, dict], cfg: StudyConfig,
-                 paths: RunPaths) -> dict[str, Any]:
-    """``data`` section: {dataset folder: sizes, build times, provenance}."""
-    return {entry_name(paths.data(name)): {**sizes[name], **timings.get(name, {}), **provenance(cfg, cfg.data)}
+                 paths: RunPaths, splits: dict[str, dict] | None = None) -> dict[str, Any]:
+    """``data`` section: {dataset folder: sizes, build times, provenance, and ``validation``: the
+    validation classes that ``split=val`` holds out (``splits``, :func:`stages.validation_split`)}."""
+    return {entry_name(paths.data(name)): {**sizes[name], **timings.get(name, {}), **provenance(cfg, cfg.data),
+                                           **({"validation": splits[name]} if splits and name in splits else {})}
             for name in sizes}
 
 

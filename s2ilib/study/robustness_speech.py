@@ -26,6 +26,7 @@ import numpy as np
 
 from s2ilib.core.io import atomic_write_text, staging_dir
 from s2ilib.speech import perturb
+from s2ilib.data.validation import record_splits
 
 ROBUSTNESS_VERSION = 1  # bump when the waves or the scoring of a condition change
 ENGINE_CONDITIONS = ("piper",)  # another TTS engine instead of a perturbation of the espeak utterance
@@ -74,7 +75,7 @@ def babble_rows(ds, queries, seed: int, n: int = BABBLE_POOL) -> list[int]:
     ``seed``): the talkers of the babble condition. Falls back to other utterances of any test image
     when too few images are left (tiny test sets)."""
     idx = ds.speech.index
-    test = idx[(idx["condition"] == "seen") & (idx["split"] == "test")]
+    test = idx[(idx["condition"] == "seen") & (record_splits(ds, idx) == "test")]
     pool = test[~test["image_idx"].isin(set(queries["image_idx"]))]
     if len(pool) < perturb.BABBLE_TALKERS:
         pool = test[~test.index.isin(set(queries["row"]))]

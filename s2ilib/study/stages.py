@@ -96,12 +96,31 @@ def load_built_dataset(name: str, paths: RunPaths):
         raise FileNotFoundError(f"{root}: dataset or its speech is not built; run notebook 01 "
                                 f"(s2i study --only 01) with this preset and these overrides first")
     if source is None:
-        return load_dataset(root)
+        return _split_view(load_dataset(root), paths.cfg)
     ds = open_user_dataset(name, source, root / "speech")
     if json.loads((root / SOURCE_FILE).read_text()).get("fingerprint") != ds.fingerprint():
         raise FileNotFoundError(f"{source}: the dataset changed since notebook 01 featurised it into {root}; "
                                 f"run notebook 01 again")
-    return ds
+    return _split_view(ds, paths.cfg)
+
+
+def validation_split(ds, cfg: StudyConfig) -> dict[str, Any]:
+    """The validation classes of ``ds`` under ``cfg`` (what ``split=val`` holds out), for results.json;
+    a dataset too small to hold any out says so instead."""
+    from s2ilib.data.validation import ValidationSplitError, split_record
+
+    try:
+        return {"used": cfg.split == "val", **split_record(ds, cfg.val_fraction, cfg.seed)}
+    except ValidationSplitError as exc:
+        return {"used": False, "unavailable": str(exc)}
+
+
+def _split_view(ds, cfg: StudyConfig):
+    """``split=val``: the validation view (s2ilib.data.validation), whose test classes are validation
+    classes and whose real test classes nothing can reach; ``split=test``: the dataset itself."""
+    from s2ilib.data.validation import validation_view
+
+    return validation_view(ds, cfg.val_fraction, cfg.seed) if cfg.split == "val" else ds
 
 
 def speak_utterance(ds, row: int, sr: int = 16000):
