@@ -109,3 +109,38 @@ def test_pool_claims_decides_over_seeds_and_counts_flips():
                  "contradicted_seed_verdicts": 1}
     md = C.pooled_markdown(pooled)
     assert "| birds | C above D | holds, undecided, undecided |" in md and "1 change verdict between seeds" in md
+
+
+def _with_rules(name: str, df):
+    """Claims files written before the one module carried no rule for 05-08: the rules they used."""
+    if "rule" in df.columns:
+        return df
+    df = df.copy()
+    if name == "06":
+        df["rule"] = ["lower" if m == "kid" else "higher" for m in df["metric"]]
+    elif name == "07":
+        df["rule"] = ["close" if "as linear as text" in c else "higher" for c in df["claim"]]
+    else:
+        df["rule"] = "higher"
+    df["margin"] = [0.1 if r == "close" else math.nan for r in df["rule"]]
+    return df
+
+
+@pytest.mark.committed_report
+@pytest.mark.parametrize("name", ["04", "05", "06", "07", "08"])
+def test_one_rule_gives_the_committed_verdicts_before_holm(name):
+    """The one claims module decides every row of the committed claims files as their own modules did
+    (unadjusted); Holm's adjustment only ever turns a decided row undecided."""
+    import io
+
+    import committed
+
+    raw = pd.read_csv(io.StringIO(committed.text(f"reports/small/{name}_claims.csv")))
+    rows = _with_rules(name, raw)
+    before = raw["verdict"].tolist() if "p_holm" not in raw.columns else \
+        C.finalize(rows, adjust=False)["verdict"].tolist()
+    assert C.finalize(rows, adjust=False)["verdict"].tolist() == before
+    adjusted = C.finalize(rows)
+    for b, a in zip(before, adjusted["verdict"]):
+        assert a == b or a == "undecided"
+    assert (adjusted["p_holm"].dropna() >= adjusted["p_rule"].dropna() - 1e-12).all()

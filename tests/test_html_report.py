@@ -219,7 +219,7 @@ def test_seed_spread_section(report, tmp_path):
 
     def section() -> str:
         text = html_report.page_html(rep)
-        return text[text.index("Main table over training seeds"):text.index("The paper&#x27;s claims")]
+        return text[text.index("Main table over training seeds"):text.index("The paper&#x27;s claims, checked")]
 
     assert "make study-seeds" in section() and 'class="note"' in section()
     key = ["dataset", "method", "condition", "metric"]
@@ -232,3 +232,27 @@ def test_seed_spread_section(report, tmp_path):
     assert 'class="note"' not in text
     pd.DataFrame([(*rows[0][:4], 0.31)], columns=[*key, "value"]).to_csv(rep / "main_table_long.csv", index=False)
     assert "1 cells of the main run differ" in section() and "synth-birds/one_stage/seen/attr_acc" in section()
+
+
+def test_pooled_claims_open_the_page(report, tmp_path):
+    """The first section: notebook 04's claims pooled over training seeds, or a note saying how."""
+    import shutil
+
+    import pandas as pd
+
+    from s2ilib.study import claims as C
+
+    rep = tmp_path / "smoke"
+    shutil.copytree(report, rep)
+    text = html_report.page_html(rep)
+    first = text[text.index("<h2>1."):text.index("<h2>2.")]
+    assert "over training seeds" in first and "No verdicts over training seeds yet" in first
+    row = {"dataset": "synth-birds", "claim": "A above B", "metric": "attr_acc", "rule": "higher",
+           "margin": float("nan"), "estimate": 0.3, "low": 0.29, "high": 0.31, "verdict": "holds"}
+    per_seed = {s: pd.DataFrame([{**row, "estimate": e, "low": e - 0.01, "high": e + 0.01}])
+                for s, e in (("1234", 0.30), ("2", 0.31), ("3", 0.29))}
+    C.write_pooled(C.pool_claims(per_seed), rep, C.POOLED_FILE)
+    first = html_report.page_html(rep)
+    first = first[first.index("<h2>1."):first.index("<h2>2.")]
+    assert "A above B" in first and "holds, holds, holds" in first and "+0.300 [" in first
+    assert f'background:{html_report.VERDICT_COLOURS["holds"]}' in first and "1 claims over 3 training seeds" in first

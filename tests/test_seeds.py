@@ -66,8 +66,12 @@ def _report(root, preset, variant, fid, study_seed=1234):
     out = root / preset / ("variants/" + variant if variant else "")
     out.mkdir(parents=True, exist_ok=True)
     _long({FID: fid}).to_csv(out / "main_table_long.csv", index=False)
+    est = 0.05 + fid / 1000  # one signed claim per run, beside its main table (notebook 04's 04_claims.csv)
+    pd.DataFrame([{"dataset": "synth-birds", "claim": "A above B", "metric": "attr_acc", "rule": "higher",
+                   "margin": float("nan"), "estimate": est, "low": est - 0.01, "high": est + 0.01,
+                   "verdict": "holds"}]).to_csv(out / "04_claims.csv", index=False)
     path = root / preset / "results.json"
-    results = json.loads(path.read_text()) if path.is_file() else {"preset": preset, "main": {}}
+    results = json.loads(path.read_text()) if path.is_file() else {"schema_version": 1, "preset": preset, "main": {}}
     results["main"][("synth-birds@" + variant) if variant else "synth-birds"] = {"variant": variant, "seed": study_seed}
     path.write_text(json.dumps(results))
 
@@ -83,6 +87,11 @@ def test_seed_tables_finds_the_repeats_and_refuses_other_variants(tmp_path):
     combined = pd.read_csv(tmp_path / "small" / "main_table_seeds.csv")
     assert combined.loc[0, "mean"] == pytest.approx(13.0) and combined.loc[0, "n_seeds"] == 3
     assert (tmp_path / "small" / "main_table_seeds.md").is_file()
+    pooled = pd.read_csv(tmp_path / "small" / "04_claims_pooled.csv")
+    assert pooled.loc[0, "n_seeds"] == 3 and pooled.loc[0, "estimate"] == pytest.approx(0.063, abs=1e-9)
+    assert pooled.loc[0, "seed_verdicts"] == "1234=holds;2=holds;3=holds" and pooled.loc[0, "verdict"] == "holds"
+    rec = json.loads((tmp_path / "small" / "results.json").read_text())["pooled_claims"]["04"]
+    assert rec["seeds"] == [1234, 2, 3] and rec["rows"][0]["verdict"] == "holds"
     # a repeat that also changed the GAN is not a seed of the same table
     _report(S.seed_report_root(tmp_path, "small", 4), "small", "gan.steps=10,train_seed=4", 11.0)
     with pytest.raises(S.SeedTableError, match="more than train_seed"):

@@ -65,5 +65,7 @@ def split_record(ds, fraction: float, seed: int) -> dict:
 
 def record_splits(ds, store_index):
     """The split of every speech-store row by its image's record (the store's own ``split`` column is
-    the split at synthesis time, which a validation view relabels)."""
+    the split at synthesis time, which a validation view relabels; outside a view it is the same)."""
+    if not (getattr(ds, "info", None) or {}).get("validation"):
+        return store_index["split"]
     return store_index["image_idx"].map(lambda i: ds.images[int(i)].split)

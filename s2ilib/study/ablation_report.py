@@ -15,7 +15,8 @@ import numpy as np
 
 from s2ilib.evaluation import stats
 
-CLAIM_COLUMNS = ["dataset", "claim", "comparison", "metric", "estimate", "low", "high", "p_value", "n", "verdict"]
+CLAIM_COLUMNS = ["dataset", "claim", "comparison", "metric", "rule", "margin", "estimate", "low", "high", "p_value",
+                 "p_rule", "p_holm", "n", "verdict"]
 
 # Table IV: (claim, [(A, B): A should beat B]); metrics: (column, where its items are)
 LOSS_CLAIMS: tuple[tuple[str, list[tuple[str, str]]], ...] = (
@@ -29,10 +30,14 @@ LINEAR_R2 = 0.8  # "the space is linear": mean R^2 of the transition curves at l
 TEXT_R2_MARGIN = 0.1  # speech "as linear as text": mean R^2 within this of the text upper bound's
 
 
-def _row(dataset: str, claim: str, comparison: str, metric: str, diff: dict[str, Any], verdict: str) -> dict:
-    return {"dataset": dataset, "claim": claim, "comparison": comparison, "metric": metric,
-            "estimate": float(diff["estimate"]), "low": float(diff["low"]), "high": float(diff["high"]),
-            "p_value": float(diff.get("p_value", math.nan)), "n": int(diff.get("n", 0)), "verdict": verdict}
+def _row(dataset: str, claim: str, comparison: str, metric: str, diff: dict[str, Any], verdict: str,
+         rule: str = "higher", margin: float = math.nan) -> dict:
+    """One comparison; ``verdict`` is the comparison's own (before Holm): :func:`claim_frame` decides
+    the file's rows again with :func:`s2ilib.study.claims.finalize`."""
+    return {"dataset": dataset, "claim": claim, "comparison": comparison, "metric": metric, "rule": rule,
+            "margin": margin, "estimate": float(diff["estimate"]), "low": float(diff["low"]),
+            "high": float(diff["high"]), "p_value": float(diff.get("p_value", math.nan)), "n": int(diff.get("n", 0)),
+            "verdict": verdict}
 
 
 def _num(v: Any) -> float:
@@ -81,7 +86,8 @@ def scale_claims(dataset: str, rows: dict[int, dict[str, Any]], items: dict[int,
             else:
                 diff, direction = paired_comparison(items[hi], items[lo], metric, seed=seed), +1
             out.append(_row(dataset, claim, comp, metric, diff,
-                            stats.verdict(diff["low"], diff["high"], direction, diff.get("p_value"))))
+                            stats.verdict(diff["low"], diff["high"], direction, diff.get("p_value")),
+                            rule="lower" if direction < 0 else "higher"))
     return out
 
 
@@ -117,25 +123,26 @@ def interpolation_claims(dataset: str, tables: dict[str, Any], summaries: dict[s
             diff = {"estimate": float(np.mean(x - y)) if x.size else math.nan, "low": math.nan, "high": math.nan,
                     "n": int(x.size)}
         out.append(_row(dataset, f"speech as linear as text (R^2 within {TEXT_R2_MARGIN})", f"{speech} - {text}",
-                        "r2", diff, margin_verdict(diff["low"], diff["high"], TEXT_R2_MARGIN)))
+                        "r2", diff, margin_verdict(diff["low"], diff["high"], TEXT_R2_MARGIN), rule="close",
+                        margin=TEXT_R2_MARGIN))
     return out
 
 
 def claim_frame(rows: list[dict[str, Any]]):
+    """The claims file of a notebook: every row decided by the one rule, Holm over the file."""
     import pandas as pd
 
-    return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
+    from s2ilib.study.claims import finalize
+
+    base = [c for c in CLAIM_COLUMNS if c not in ("p_rule", "p_holm", "verdict")]
+    return finalize(pd.DataFrame(rows, columns=[*base, "verdict"])[base])[CLAIM_COLUMNS]
 
 
 def overall(claims) -> list[dict[str, Any]]:
     """One verdict per (dataset, claim): holds if every comparison holds, fails if any fails."""
-    out = []
-    for (ds, claim), g in claims.groupby(["dataset", "claim"], sort=False):
-        v = list(g["verdict"])
-        verdict = "holds" if all(x == "holds" for x in v) else "fails" if "fails" in v else "undecided"
-        out.append({"dataset": ds, "claim": claim, "verdict": verdict, "comparisons": len(v),
-                    "holds": v.count("holds"), "fails": v.count("fails"), "undecided": v.count("undecided")})
-    return out
+    from s2ilib.study.claims import overall as _overall
+
+    return _overall(claims, ("dataset", "claim"))
 
 
 def loss_table(rows: dict[str, dict[str, list[dict]]]):

@@ -1,9 +1,10 @@
-"""Claims decided over training seeds: one row type, one verdict rule, Holm within a claims file.
+"""The study's claims: one row type, one verdict rule, Holm within a claims file, pooling over seeds.
 
 A claim compares two numbers of the study (one-stage against two-stage, ...) under a rule:
 ``higher`` / ``lower`` (a difference with a sign), ``above_chance`` (a rate above its chance level)
 or ``close`` (a difference within +-``margin``). Each training seed's notebook decides it on that
-seed's test images (``NN_claims.csv``); :func:`pool_claims` decides it over all seeds at once:
+seed's test images (``NN_claims.csv``, written through :func:`finalize`: the rule's p-value, Holm's
+adjustment over the file, the verdict); :func:`pool_claims` decides it over all seeds at once:
 
 - the pooled estimate and 95% interval come from a random-effects model over the seeds' estimates and
   intervals (:func:`s2ilib.evaluation.pooling.random_effects`), which carries the seed-to-seed
@@ -29,6 +30,7 @@ ALPHA = 0.05
 METHOD = ("random-effects pooling of the seeds' estimates (DerSimonian-Laird tau^2, Hartung-Knapp t interval "
           "with k-1 df, never narrower than the model's); p two-sided (TOST for 'close'); Holm over the file")
 RULES = ("higher", "lower", "above_chance", "close")
+POOLED_FILE = "04_claims_pooled"
 POOLED_COLUMNS = ["dataset", "claim", "metric", "rule", "margin", "n_seeds", "seed_estimates", "seed_verdicts",
                   "estimate", "low", "high", "tau2", "p_value", "p_holm", "verdict", "seed_flip", "contradicts"]
 
@@ -70,6 +72,55 @@ def tost_p(estimate: float, low: float, high: float, margin: float, df: int | No
     if not _finite(estimate, se, margin) or se <= 0:
         return math.nan
     return float(max(dist.sf((estimate + margin) / se), dist.sf((margin - estimate) / se)))
+
+
+def rule_p(rule: str, estimate: float, low: float, high: float, p_value: float = math.nan,
+           margin: float | None = None) -> float:
+    """The p-value of a row's rule: its test's own ``p_value`` for a signed difference or a rate above
+    chance; the two one-sided tests against +-``margin`` for ``close``; where a row has no test, the
+    normal approximation from its 95% interval (so every decided row is in Holm's family)."""
+    from scipy import stats
+
+    if rule == "close":
+        return tost_p(estimate, low, high, margin if margin is not None else math.nan, None)
+    if _finite(p_value):
+        return float(p_value)
+    if not _finite(estimate, low, high) or high <= low:
+        return math.nan
+    se = (high - low) / (2 * stats.norm.ppf(0.975))
+    return float(2 * stats.norm.sf(abs(estimate) / se))
+
+
+def finalize(rows, adjust: bool = True):
+    """A claims file's rows (dicts or a DataFrame with at least dataset, claim, metric, rule, margin,
+    estimate, low, high, p_value) -> DataFrame with ``p_rule`` (:func:`rule_p`), ``p_holm`` (Holm over
+    the file's rows; ``adjust=False``: the raw p, as the single-claim verdicts before Holm) and
+    ``verdict`` (:func:`decide`). The one writer of every ``NN_claims.csv``."""
+    import pandas as pd
+
+    df = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    if df.empty:
+        return df.assign(p_rule=[], p_holm=[], verdict=[])
+    margins = [m if r == "close" else None for r, m in zip(df["rule"], df["margin"])]
+    df["p_rule"] = [rule_p(r, e, lo, hi, p, m) for r, e, lo, hi, p, m in
+                    zip(df["rule"], df["estimate"], df["low"], df["high"], df["p_value"], margins)]
+    df["p_holm"] = holm(df["p_rule"].tolist()) if adjust else df["p_rule"]
+    df["verdict"] = [decide(r, lo, hi, p, m) for r, lo, hi, p, m in
+                     zip(df["rule"], df["low"], df["high"], df["p_holm"], margins)]
+    return df
+
+
+def overall(claims, keys: tuple[str, ...] = ("dataset", "claim")) -> list[dict[str, Any]]:
+    """One verdict per group of comparisons (``keys``): holds if every comparison holds, fails if
+    any fails, undecided otherwise; with the counts."""
+    out = []
+    for key, g in claims.groupby(list(keys), sort=False):
+        v = list(g["verdict"])
+        verdict = "holds" if all(x == "holds" for x in v) else "fails" if "fails" in v else "undecided"
+        out.append({**dict(zip(keys, key if isinstance(key, tuple) else (key,))), "verdict": verdict,
+                    "comparisons": len(v), "holds": v.count("holds"), "fails": v.count("fails"),
+                    "undecided": v.count("undecided")})
+    return out
 
 
 def pool_claims(per_seed: Mapping[str, Any]):
@@ -150,3 +201,34 @@ def pooled_markdown(pooled) -> str:
                   f"{s['seed_flips']} change verdict between seeds; the pooled verdict overrules a seed's own "
                   f"'holds' or 'fails' in {s['contradicted_seed_verdicts']}."]
     return "\n".join(lines)
+
+
+def pooled_html(report_dir: str | Path, colours: Mapping[str, str]) -> str:
+    """The report page's first table: notebook 04's claims pooled over training seeds
+    (``04_claims_pooled.csv``, :func:`pooled_markdown`'s columns), verdicts coloured by ``colours``;
+    a note saying how to make it where it does not exist yet."""
+    import html
+
+    import pandas as pd
+
+    path = Path(report_dir) / f"{POOLED_FILE}.csv"
+    if not path.is_file():
+        return ("<p><em>No verdicts over training seeds yet: `make study-seeds` trains the encoders and generators "
+                "again with other training seeds and pools notebook 04's claims over them. The single-seed claims "
+                "files below are one run each.</em></p>")
+    pooled = pd.read_csv(path)
+    s = pooled_summary(pooled)
+    rows = []
+    for _, r in pooled.iterrows():
+        seeds = ", ".join(p.split("=", 1)[1] for p in str(r["seed_verdicts"]).split(";"))
+        p = "" if not _finite(r["p_holm"]) else f"{r['p_holm']:.2g}"
+        v = str(r["verdict"])
+        rows.append(f"<tr><td>{html.escape(str(r['dataset']))}</td><td>{html.escape(str(r['claim']))}</td>"
+                    f"<td>{html.escape(seeds)}</td><td>{_num(r['estimate'])} [{_num(r['low'])}, {_num(r['high'])}]</td>"
+                    f"<td>{p}</td><td style=\"background:{colours.get(v, '')}\"><b>{html.escape(v)}</b></td></tr>")
+    head = ("<tr><th>dataset</th><th>claim</th><th>per-seed verdicts</th><th>pooled estimate [95% interval]</th>"
+            "<th>p (Holm)</th><th>pooled verdict</th></tr>")
+    note = (f"<p>{s['claims']} claims over {int(pooled['n_seeds'].max())} training seeds: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(s["verdicts"].items()))
+            + f". {s['seed_flips']} change verdict between seeds; these pooled verdicts are the study's findings.</p>")
+    return note + f"<table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"

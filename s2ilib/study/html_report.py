@@ -302,10 +302,13 @@ def page_html(report_dir: str | Path, results_path: str | Path | None = None) ->
     head = (f"<p>Preset <b>{html.escape(str(preset))}</b>, results updated {html.escape(str(results.get('updated')))}, "
             f"commit <code>{html.escape(str(env.get('commit')))}</code>"
             f"{' (uncommitted changes)' if env.get('dirty') else ''}, device {html.escape(str(env.get('device')))}.</p>")
+    from s2ilib.study.claims import pooled_html
+
     sections = [
+        ("The paper's claims over training seeds (the findings)", pooled_html(report_dir, VERDICT_COLOURS)),
         ("Main table (95% intervals)", main_table_html(results)),
         ("Main table over training seeds", seeds_html(report_dir)),
-        ("The paper's claims, checked", claims_html(report_dir)),
+        ("The paper's claims, checked in one run each (single seed)", claims_html(report_dir)),
         ("Fig. 3: spoken descriptions of unseen classes", fig3_html(figures)),
         (NAMED_FIGURES["interpolation"][0], named_figures_html(figures, "interpolation")),
         (NAMED_FIGURES["robustness"][0], robustness_html(results) + named_figures_html(figures, "robustness")),

@@ -77,7 +77,7 @@ CLAIMS: tuple[Claim, ...] = (
           optional=True),
 )
 CLAIM_COLUMNS = ["dataset", "claim", "metric", "rule", "comparison", "margin", "ours", "other", "estimate", "low",
-                 "high", "p_value", "n", "n_groups", "verdict", "note"]
+                 "high", "p_value", "p_rule", "p_holm", "n", "n_groups", "verdict", "note"]
 VERDICTS = ("holds", "fails", "undecided")
 _NAN = float("nan")
 
@@ -224,7 +224,8 @@ def load_items(main: dict[str, dict[str, Any]], paths: RunPaths) -> dict[str, di
 def paper_claims(main: dict[str, dict[str, Any]], items: dict[str, dict[str, Any]] | None = None):
     """The paper's Table II claims checked on our results: DataFrame with :data:`CLAIM_COLUMNS`
     (dataset, claim, metric, rule, comparison, margin, ours, other, estimate, low, high, p_value,
-    n, n_groups, verdict, note).
+    p_rule, p_holm, n, n_groups, verdict, note), decided by :func:`s2ilib.study.claims.finalize`
+    (the rule's p-value, Holm over the file's rows).
 
     ``main``: {dataset: run_main_evaluation result}; ``items``: {dataset: per-item scores}
     (:func:`load_items`). A verdict is read from the 95% interval of the difference, never from
@@ -233,9 +234,12 @@ def paper_claims(main: dict[str, dict[str, Any]], items: dict[str, dict[str, Any
     """
     import pandas as pd
 
+    from s2ilib.study.claims import finalize
+
     items = items or {}
     rows = [{"dataset": name, **row} for name, res in main.items() for row in claim_rows(res, items.get(name))]
-    return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
+    base = [c for c in CLAIM_COLUMNS if c not in ("p_rule", "p_holm")]
+    return finalize(pd.DataFrame(rows, columns=base))[CLAIM_COLUMNS]
 
 
 def claims_summary(claims) -> dict[str, str]:

@@ -55,11 +55,11 @@ def wide_table(long, metric: str):
 def claims(results: dict[str, dict[str, Any]], seed: int = 0, ours: str = "one_stage", other: str = "two_stage"):
     """"One-stage beats two-stage" per (dataset, condition, metric): the paired difference on the same
     utterances and noise (:func:`s2ilib.evaluation.items.paired_comparison`, bootstrap over test
-    images, sign-flip p-value) read by :func:`s2ilib.evaluation.stats.verdict`."""
+    images, sign-flip p-value), decided by :func:`s2ilib.study.claims.finalize` (Holm over the file)."""
     import pandas as pd
 
-    from s2ilib.evaluation import stats
     from s2ilib.evaluation.items import paired_comparison
+    from s2ilib.study.claims import finalize
 
     rows = []
     for name, r in results.items():
@@ -70,11 +70,12 @@ def claims(results: dict[str, dict[str, Any]], seed: int = 0, ours: str = "one_s
                 d = paired_comparison(r["items"][ours][cond], r["items"][other][cond], metric, seed=seed)
                 lo, hi, p = float(d["low"]), float(d["high"]), float(d.get("p_value", math.nan))
                 rows.append({"dataset": name, "condition": cond, "family": family(cond), "claim": CLAIM,
-                             "comparison": f"{ours} - {other}", "metric": metric, "estimate": float(d["estimate"]),
-                             "low": lo, "high": hi, "p_value": p, "n": int(d.get("n", 0)),
-                             "verdict": stats.verdict(lo, hi, +1, p)})
-    return pd.DataFrame(rows, columns=["dataset", "condition", "family", "claim", "comparison", "metric", "estimate",
-                                       "low", "high", "p_value", "n", "verdict"])
+                             "comparison": f"{ours} - {other}", "metric": metric, "rule": "higher",
+                             "margin": math.nan, "estimate": float(d["estimate"]), "low": lo, "high": hi,
+                             "p_value": p, "n": int(d.get("n", 0))})
+    columns = ["dataset", "condition", "family", "claim", "comparison", "metric", "rule", "margin", "estimate",
+               "low", "high", "p_value", "p_rule", "p_holm", "n", "verdict"]
+    return finalize(pd.DataFrame(rows, columns=[c for c in columns if c not in ("p_rule", "p_holm", "verdict")]))[columns]
 
 
 def verdicts(claim_df):

@@ -235,7 +235,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 CLAIMS_FILE = "04_claims.csv"
-POOLED_NAME = "04_claims_pooled"
 
 
 def pool_seed_claims(tables: Mapping[int, Path], out_dir: Path, preset: str) -> dict[str, Path]:
@@ -254,7 +253,7 @@ def pool_seed_claims(tables: Mapping[int, Path], out_dir: Path, preset: str) -> 
             raise SeedTableError(f"{path}: missing (notebook 04 writes it beside {Path(table).name})")
         per_seed[str(seed)] = pd.read_csv(path)
     pooled = C.pool_claims(per_seed)
-    paths = C.write_pooled(pooled, out_dir, POOLED_NAME)
+    paths = C.write_pooled(pooled, out_dir, C.POOLED_FILE)
     rows = json.loads(pooled.to_json(orient="records"))
     record(out_dir / "results.json", "pooled_claims",
            {"04": {"seeds": [int(s) for s in tables], "method": C.METHOD, "rows": rows,
