@@ -57,6 +57,25 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 8) -> Path:
     return path
 
 
+def check_voice(voice_id: str) -> None:
+    """``--voice``: a well-formed id of a known engine's known voice (UsageError), checked before any
+    model is loaded; an engine whose program is not installed is a failure (TTSError, exit 1)."""
+    from s2ilib.speech.tts import TTSError, Voice, engine_names, get_engine
+
+    try:
+        voice = Voice.from_id(voice_id)
+    except TTSError as exc:
+        raise UsageError(f"--voice: {exc}") from exc
+    if voice.engine not in engine_names():
+        raise UsageError(f"--voice {voice_id!r}: unknown engine {voice.engine!r}; "
+                         f"choose one of {', '.join(engine_names())}")
+    engine = get_engine(voice.engine)
+    try:
+        engine.check_voice(voice)
+    except TTSError as exc:
+        raise UsageError(f"--voice {voice_id!r}: {exc}") from exc
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     """``s2i generate``; argument and pipeline errors propagate to :func:`s2ilib.cli.main`, which
     prints them on one line (exit 2 for bad arguments, 1 for a bad pipeline or audio)."""
@@ -71,12 +90,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     _check_n(args.n)
     image_format(args.out)
     if args.voice is not None:
-        from s2ilib.speech.tts import TTSError, Voice
-
-        try:
-            Voice.from_id(args.voice)
-        except TTSError as exc:
-            raise UsageError(f"--voice: {exc}") from exc
+        check_voice(args.voice)
     t0 = time.time()
     pipe = SpeechToImage(args.model, device=args.device)
     t1 = time.time()

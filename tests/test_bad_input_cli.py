@@ -86,7 +86,7 @@ def _one_line(err: str) -> str:
 
 
 @pytest.mark.parametrize("argv, status, names", [
-    (["config", "--set", "gan.steps=-5"], 2, ["gan.steps", "-5", ">= 1"]),
+    (["config", "--set", "gan.steps=-5"], 2, ["gan.steps", "-5", "in [1, 10000000]"]),
     (["config", "--set", "gan.steps=0"], 2, ["gan.steps"]),
     (["config", "--set", "gan.ema_decay=5.0"], 2, ["gan.ema_decay", "[0, 1)"]),
     (["config", "--set", "data.images_per_class=0"], 2, ["data.images_per_class"]),
@@ -124,7 +124,7 @@ def test_cli_config_subprocess_one_line_exit_2():
     assert proc.returncode == 2, proc.stderr
     assert proc.stdout == ""
     line = _one_line(proc.stderr)
-    assert line.startswith("s2i config: gan.steps = -5") and ">= 1" in line, line
+    assert line.startswith("s2i config: gan.steps = -5") and "in [1, 10000000]" in line, line
 
 
 @pytest.mark.parametrize("where", ["before", "after"])
@@ -345,3 +345,263 @@ def test_full_disk_names_the_output(pipeline, monkeypatch, capsys):
     line = _one_line(capsys.readouterr().err)
     assert str(pipeline["tmp"] / "grid.png") in line and "No space left" in line, line
     assert not list(pipeline["tmp"].glob(".grid.png.*"))
+
+
+# ----------------------------------------------------------------------------- issue 30: hard edges
+# Each case of issue 30 as a new user would try it: the exit status (2 for usage and configuration
+# errors, 1 for failures), one line naming the key or file and the problem, and nothing left behind.
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")) if root.exists() else []
+
+
+def _roots(tmp_path: Path) -> list[str]:
+    return ["--run-root", str(tmp_path / "runs"), "--report-root", str(tmp_path / "reports")]
+
+
+@pytest.mark.parametrize("setting, names", [
+    ("encoder.rnn_type=transformer", ["encoder.rnn_type", "'transformer'", "choose one of gru, lstm"]),
+    ("data.tts_engine=nope", ["data.tts_engine", "'nope'", "choose one of espeak"]),
+    ("eval.asr_model=../x", ["eval.asr_model", "'../x'", "whisper-tiny.en"]),
+    ("encoder.teacher=resnet", ["encoder.teacher", "efficientnet-lite0"]),
+    ('data.datasets=["kitchens"]', ["data.datasets", "kitchens", "neither an embedded dataset"]),
+])
+def test_case1_string_keys_are_checked_when_the_config_is_built(setting, names, capsys):
+    """Was: accepted by `s2i config`; `s2i train` ended in a ValueError traceback in the model."""
+    assert _run(["config", "--preset", "smoke", "--set", setting]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert line.startswith("s2i config: ") and all(n in line for n in names), line
+
+
+def test_case1_train_refuses_a_bad_string_before_making_a_folder(tmp_path, capsys):
+    """Was: a raw ValueError traceback and an empty `speech_ts@encoder.rnn_type=transformer/` with a `.lock`."""
+    argv = ["train", "encoder", "--preset", "smoke", "--dataset", "synth-birds", *_roots(tmp_path),
+            "--set", "encoder.rnn_type=transformer"]
+    assert _run(argv) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert line == "s2i train: encoder.rnn_type = 'transformer': choose one of gru, lstm", line
+    assert _files(tmp_path) == []
+
+
+def test_case2_variant_names_are_exact(tmp_path):
+    """Was: 0.00040000001 and 0.00040000002 both named `one_stage@gan.lr_g=0.0004` (the smoke preset's own rate)."""
+    from s2ilib.core.variants import variant_dir, variant_name
+
+    a, b = (get_config("smoke", {"gan.lr_g": v}) for v in (0.00040000001, 0.00040000002))
+    na, nb = variant_name(a, "gan"), variant_name(b, "gan")
+    assert na == "gan.lr_g=0.00040000001" and nb == "gan.lr_g=0.00040000002"
+    assert variant_dir(tmp_path, "one_stage", a, "gan") != variant_dir(tmp_path, "one_stage", b, "gan")
+    assert variant_name(get_config("smoke", {"gan.lr_g": 4e-4}), "gan") == ""  # the preset's own rate
+    # names of values `:g` writes exactly stay as they were, so existing run folders keep their names
+    assert variant_name(get_config("paper", {"gan.lr_g": 4e-4}), "gan") == "gan.lr_g=0.0004"
+    assert variant_name(get_config("paper", {"gan.kl_coef": 0.0, "gan.steps": 3000}), "gan") == "gan.kl_coef=0,gan.steps=3000"
+    assert variant_name(get_config("smoke", {"encoder.lr": 1e-5}), "encoder") == "encoder.lr=1e-05"
+
+
+def test_case2_neighbouring_values_never_share_a_folder():
+    from s2ilib.core.variants import variant_name
+
+    for v in (4e-4, 1 / 3, 0.1, 2.5e-7, 123456.789):
+        up, down = np.nextafter(v, np.inf), np.nextafter(v, 0.0)
+        names = {variant_name(get_config("paper", {"gan.lr_g": float(x)}), "gan") for x in (v, up, down)}
+        assert len(names) == 3, names
+    # strings a folder name cannot hold as they are: the same sanitised text, told apart by a hash
+    d1, d2 = "/data/x/places", "/data_x/places"
+    n1, n2 = (variant_name(get_config("smoke", {"data.datasets": ["places"], "data.dataset_dirs": [d]}), "data")
+              for d in (d1, d2))
+    assert n1 != n2 and "~" in n1, (n1, n2)
+    n3, n4 = (variant_name(get_config("smoke", {"data.datasets": ds}), "data")
+              for ds in (["synth-flowers", "synth-birds"], ["synth-birds"]))
+    assert n3 != n4 and n4 == "data.datasets=synth-birds"
+
+
+def test_case3_random_bytes_are_not_called_an_unsafe_pickle(pipeline, capsys):
+    """Was: "not a safe weights file ... holds objects other than tensors" for random bytes."""
+    _corrupt("random", pipeline["gan"] / "generator_ema.pt")
+    assert _generate(pipeline, "--wav", str(pipeline["wav"])) == 1
+    line = _one_line(capsys.readouterr().err)
+    assert str(pipeline["gan"] / "generator_ema.pt") in line and "not a PyTorch checkpoint" in line, line
+    assert "corrupt" in line and "safe weights" not in line, line
+    assert not (pipeline["tmp"] / "grid.png").exists()
+
+
+@pytest.mark.parametrize("kind", ["random", "text"])
+def test_case3_corrupt_files_through_safe_load(tmp_path, kind):
+    from s2ilib.core.runkit import CheckpointError, safe_load
+
+    path = tmp_path / "c.pt"
+    path.write_bytes(b"")
+    _corrupt(kind, path)
+    with pytest.raises(CheckpointError, match=r"c\.pt: cannot read checkpoint: not a PyTorch checkpoint"):
+        safe_load(path)
+    torch.save({"w": torch.zeros(2)}, path)  # a real checkpoint still loads
+    assert safe_load(path)["w"].shape == (2,)
+
+
+def test_case4_a_device_is_not_a_regular_audio_file(pipeline, tmp_path, capsys):
+    """Was: "/dev/null: audio file not found" although the path exists."""
+    assert _generate(pipeline, "--wav", "/dev/null") == 1
+    line = _one_line(capsys.readouterr().err)
+    assert line == "s2i generate: /dev/null: not a regular audio file (a character device)", line
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)
+    assert _generate(pipeline, "--wav", str(fifo)) == 1
+    assert "not a regular audio file (a named pipe)" in _one_line(capsys.readouterr().err)
+    assert _generate(pipeline, "--wav", str(tmp_path / "none.wav")) == 1  # a missing file still says so
+    assert "audio file not found" in _one_line(capsys.readouterr().err)
+    assert not (pipeline["tmp"] / "grid.png").exists()
+
+
+@pytest.mark.parametrize("args, names", [
+    (["-p", "gan.steps=5"], ["-p gan.steps", "no selected notebook declares", "--set"]),
+    (["-p", "preset=small"], ["-p preset", "own options", "--preset"]),
+    (["--only", "99"], ["--only", "'99'", "03_gan_training"]),
+])
+def test_case5_study_usage_errors_exit_2_before_any_folder(args, names, tmp_path, capsys):
+    """Was: exit 1, after `runs/<preset>/.lock` was made."""
+    assert _run(["study", "--preset", "smoke", *_roots(tmp_path), *args]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert line.startswith("s2i study: ") and all(n in line for n in names), line
+    assert _files(tmp_path) == []
+
+
+@pytest.mark.parametrize("args, names", [
+    (["--only", "03", "-p", "methods=5"], ["-p methods", "expected a list of names", "int 5"]),
+    (["--only", "03", "-p", "n_noise=-3"], ["-p n_noise = -3", "out of range", "[1, 64]"]),
+    (["--only", "03", "-p", "n_noise=2.5"], ["-p n_noise", "expected an integer", "2.5"]),
+    (["--only", "03", "-p", 'methods=["two_stage"]'], ["-p methods", "two_stage", "one_stage"]),
+    (["--only", "04", "-p", 'methods=["nope"]'], ["-p methods", "nope"]),
+    (["--only", "04", "-p", "methods=[]"], ["-p methods", "empty"]),
+    (["--only", "02", "-p", 'encoders=["wav2vec"]'], ["-p encoders", "wav2vec", "speech_ts"]),
+    (["--only", "05", "-p", 'rows=["norm", "nope"]'], ["-p rows", "nope", "norm+jel"]),
+    (["--only", "05", "-p", 'datasets=["kitchens"]'], ["-p datasets", "kitchens", "synth-birds"]),
+    (["--only", "05", "-p", 'schedule={"bogus": 1}'], ["-p schedule", "bogus"]),
+    (["--only", "05", "-p", 'schedule={"loss_config": {"gan.steps": -1}}'], ["-p schedule", "gan.steps = -1"]),
+    (["--only", "05", "-p", 'schedule={"fid_n": "many"}'], ["-p schedule", "fid_n", "int"]),
+    (["--only", "07", "-p", 'methods=["text", "one_stage"]'], ["-p methods", "speech method, then the text"]),
+    (["--only", "08", "-p", 'robust_schedule={"conditions": ["loud"]}'], ["-p robust_schedule", "loud"]),
+    (["--only", "08", "-p", 'robust_schedule={"queries": 0}'], ["-p robust_schedule", "queries = 0"]),
+    (["--only", "08", "-p", 'methods=["text"]'], ["-p methods", "text"]),
+    (["--only", "01", "-p", "n_show=0"], ["-p n_show = 0", "[1, 256]"]),
+])
+def test_case6_notebook_parameters_are_checked_before_papermill(args, names, tmp_path, capsys, monkeypatch):
+    """Was: `-p methods=5` a TypeError in cell 4 of notebook 03, `-p n_noise=-3` an overflow in cell 10."""
+    import papermill
+
+    monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **k: pytest.fail("papermill started"))
+    assert _run(["study", "--preset", "smoke", *_roots(tmp_path), *args]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert line.startswith("s2i study: ") and all(n in line for n in names), line
+    assert _files(tmp_path) == []
+
+
+def test_case6_good_notebook_parameters_pass():
+    from s2ilib.core.errors import UsageError
+    from s2ilib.study.runner import check_study_arguments
+
+    params = {"methods": ["one_stage"], "n_noise": 2, "n_utterances": 1, "schedule": {"pairs": 3},
+              "robust_schedule": {"queries": 4, "conditions": ["clean", "white_0db"]}, "rows": ["norm"],
+              "datasets": [], "encoders": ["speech_ts"], "n_show": 4, "n_audio": 1, "n_examples": 2}
+    books, declared = check_study_arguments("smoke", 1234, {}, {k: v for k, v in params.items() if k != "methods"}, None)
+    assert [b.stem[:2] for b in books] == ["01", "02", "03", "04", "05", "06", "07", "08", "09"]
+    books, _ = check_study_arguments("smoke", 1234, {}, params, ["01", "02", "03", "04", "05", "06", "08"])
+    assert len(books) == 7
+    # one -p goes to every selected notebook that declares it, so it must suit each of them
+    assert check_study_arguments("smoke", 1234, {}, {"methods": ["one_stage", "text"]}, ["07"])[0][0].stem[:2] == "07"
+    with pytest.raises(UsageError, match="08_robustness"):
+        check_study_arguments("smoke", 1234, {}, {"methods": ["one_stage", "text"]}, ["07", "08"])
+
+
+@pytest.fixture
+def fake_flite(tmp_path, monkeypatch):
+    """A `flite` on PATH that behaves as Debian's: `-lv` lists its voices; any other -voice speaks
+    with its default voice (what made an unknown voice pass unnoticed)."""
+    from s2ilib.speech import tts
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    prog = bin_dir / "flite"
+    prog.write_text(f"#!{sys.executable}\n" + '''import sys
+args = sys.argv[1:]
+if args == ["-lv"]:
+    print("Voices available: kal awb_time kal16 awb rms slt ")
+    sys.exit(0)
+import numpy as np, soundfile as sf
+t = np.arange(16000) / 16000
+sf.write(args[args.index("-o") + 1], (0.3 * np.sin(2 * np.pi * 200 * t)).astype("float32"), 16000)
+''')
+    prog.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.delitem(tts._INSTANCES, "flite", raising=False)
+    yield prog
+    tts._INSTANCES.pop("flite", None)
+
+
+def test_case7_unknown_voice_of_a_command_line_engine_is_refused(pipeline, fake_flite, capsys):
+    """Was: `--voice flite:nope:...` ran with flite's default voice."""
+    from s2ilib.speech.tts import TTSError, Voice, get_engine
+
+    assert _generate(pipeline, "--say", "a small red bird", "--voice", "flite:nope:r170:p50:g50") == 2
+    line = _one_line(capsys.readouterr().err)
+    assert line.startswith("s2i generate: --voice 'flite:nope:r170:p50:g50': flite: unknown voice 'nope'"), line
+    assert "kal16" in line and not (pipeline["tmp"] / "grid.png").exists()
+    engine = get_engine("flite")
+    with pytest.raises(TTSError, match="unknown voice 'nope'"):  # the API refuses it too
+        engine.synthesize("a small red bird", Voice("flite", "nope"))
+    assert engine.synthesize("a small red bird", Voice("flite", "kal16")).size > 1000
+
+
+@pytest.mark.parametrize("voice", ["espeak:nope:r170:p50:g50", "espeak:en-us+zz9:r170:p50:g50",
+                                   "piper:nope:r170:p50:g50", "piper:en_US-joe-medium:r170:p40:g50",
+                                   "festival:kal:r170:p50:g50"])
+def test_case7_unknown_voices_of_every_engine_are_usage_errors(pipeline, voice, capsys):
+    assert _generate(pipeline, "--say", "a small red bird", "--voice", voice) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert line.startswith(f"s2i generate: --voice '{voice}': "), line
+    assert not (pipeline["tmp"] / "grid.png").exists()
+
+
+def test_case7_every_engine_checks_its_voices():
+    from s2ilib.speech import tts
+
+    tts.get_engine("piper")  # registers the lazy engine
+    for name in tts.engine_names():
+        cls = tts._ENGINES[name]
+        assert cls.check_voice is not tts.TTSEngine.check_voice, f"engine {name!r} does not check voices"
+
+
+@pytest.mark.parametrize("content", [None, "{}", '{"kind": "speech_ts", "dataset": ""}'])
+def test_case8_an_encoder_folder_without_its_config_is_refused(pipeline, content, capsys):
+    """Was: without config.json the dataset check was skipped and a flowers encoder drove a birds generator."""
+    path = pipeline["enc"] / "config.json"
+    path.unlink()
+    if content is not None:
+        path.write_text(content)
+    assert _generate(pipeline, "--wav", str(pipeline["wav"])) == 1
+    line = _one_line(capsys.readouterr().err)
+    assert str(path) in line and ("missing" in line or "records no dataset" in line), line
+    assert not (pipeline["tmp"] / "grid.png").exists()
+
+
+@pytest.mark.parametrize("setting, names", [
+    ("gan.steps=99999999999999999999999", ["gan.steps = 99999999999999999999999", "in [1, 10000000]"]),
+    ("encoder.epochs=1000000", ["encoder.epochs", "in [1, 10000]"]),
+    ("encoder.max_steps=123456789012", ["encoder.max_steps", "10000000"]),
+    ("eval.fid_n=99999999999", ["eval.fid_n", "10000000"]),
+    ("seed=4294967296", ["seed", "4294967295"]),
+    ("gan.lr_g=1" + "0" * 400, ["gan.lr_g", "too large"]),  # was an OverflowError traceback
+])
+def test_case9_count_keys_have_a_maximum(setting, names, capsys):
+    """Was: accepted; a run started and projected an ETA of about 10^18 hours."""
+    assert _run(["config", "--preset", "smoke", "--set", setting]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert line.startswith("s2i config: ") and all(n in line for n in names), line
+
+
+def test_case9_train_refuses_a_huge_step_count_before_making_a_folder(tmp_path, capsys):
+    argv = ["train", "gan", "--preset", "smoke", "--dataset", "synth-birds", *_roots(tmp_path),
+            "--set", "gan.steps=99999999999999999999999"]
+    assert _run(argv) == 2
+    assert "gan.steps" in _one_line(capsys.readouterr().err)
+    assert _files(tmp_path) == []

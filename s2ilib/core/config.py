@@ -9,9 +9,9 @@ Presets (:data:`PRESETS`, in :mod:`s2ilib.core.presets`):
 * ``paper``  -- the paper's sizes and hyperparameters (Li et al. 2020 and the authors' code),
   meant for a GPU.
 
-Unknown keys, wrong types and values outside a key's valid range (:data:`RANGES`, checked by
-:func:`validate`, both in :mod:`s2ilib.core.config_ranges`) are errors (:class:`ConfigError`),
-never warnings.
+Unknown keys, wrong types, values outside a key's valid range (:data:`RANGES`, checked by
+:func:`validate`, both in :mod:`s2ilib.core.config_ranges`) and string values outside a key's allowed
+set (:mod:`s2ilib.core.config_strings`) are errors (:class:`ConfigError`), never warnings.
 Every stage writes its resolved config next to its outputs (:func:`save_config`).
 """
 from __future__ import annotations
@@ -257,7 +257,10 @@ def _check_type(path: str, value: Any, annotation: Any) -> Any:
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path}: expected a number, got {type(value).__name__} {value!r}")
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            raise ConfigError(f"{path} = {value!r} is out of range: too large for a floating-point number") from None
     if annotation is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{path}: expected an integer, got {type(value).__name__} {value!r}")
@@ -311,7 +314,18 @@ def get_config(preset: str = "small", overrides: dict[str, Any] | None = None) -
     _apply(cfg, nested)
     _apply_recipe(cfg, explicit=set(PRESETS[preset].get("gan", {})) | set(nested.get("gan", {})))
     _check_dataset_dirs(cfg.data)
-    return validate(cfg)
+    validate(cfg)
+    _check_files(cfg)
+    return cfg
+
+
+def _check_files(cfg: StudyConfig) -> None:
+    """Files a run will read, checked when its configuration is built (not by :func:`config_from_dict`,
+    which rebuilds saved configurations, maybe on another machine)."""
+    weights = cfg.encoder.teacher_weights
+    if weights and not Path(weights).expanduser().is_file():
+        raise ConfigError(f"encoder.teacher_weights = {weights!r}: no such file (the GoogLeNet weights, a "
+                          "torchvision state_dict saved with torch.save)")
 
 
 def _check_dataset_dirs(d: DataConfig) -> None:

@@ -66,23 +66,34 @@ def safe_load(path: str | Path, error: type[Exception] = CheckpointError, what: 
               map_location: Any = "cpu", remedy: str = RETRAIN) -> Any:
     """``torch.load(path, weights_only=True)`` with every failure turned into ``error`` naming the file.
 
-    A file holding anything but tensors and plain Python types (a pickled object: possibly code)
-    is refused without running it; ``remedy`` ends that message.
-    """
+    A file holding anything but tensors and plain Python types (a pickled object: possibly code) is refused
+    without running it (``remedy`` ends that message); random bytes or text: "not a PyTorch checkpoint"."""
     import torch
 
     path = Path(path)
     if not path.is_file():
         raise error(f"{path}: no {what} file")
+    if path.stat().st_size == 0:
+        raise error(f"{path}: cannot read {what}: the file is empty (0 bytes)")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
+        if not _torch_format(path) or "unsupported operand" in str(exc).lower():
+            raise error(f"{path}: cannot read {what}: not a PyTorch checkpoint (corrupt, or another kind of "
+                        f"file); nothing in it was run") from None
         if "weights only" in str(exc).lower():
             raise error(f"{path}: not a safe weights file ({what}): it holds objects other than tensors and "
                         f"plain types, so it was refused without being run ({remedy})") from None
         raise error(f"{path}: cannot read {what} (not a torch file: {exc})") from None
-    except Exception as exc:  # truncated, empty, random bytes, ...
+    except Exception as exc:  # truncated, ...
         raise error(f"{path}: cannot read {what} ({type(exc).__name__}: {exc})") from None
+
+
+def _torch_format(path: Path) -> bool:
+    """Whether the file starts as ``torch.save`` writes: a zip (torch >= 1.6) or a protocol-2 pickle (legacy)."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return head == b"PK\x03\x04" or head[:2] == b"\x80\x02"
 
 
 def require_keys(blob: Any, keys: Iterable[str], path: str | Path, error: type[Exception], what: str) -> dict:

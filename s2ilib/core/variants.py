@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -70,14 +71,33 @@ def config_diff(cfg: Any, stage: str) -> dict[str, Any]:
     return dict(sorted(diff.items()))
 
 
+def _short_hash(v: Any) -> str:
+    return hashlib.sha256(json.dumps(v, sort_keys=True).encode()).hexdigest()[:6]
+
+
 def _fmt(v: Any) -> str:
+    """A value as it reads in a folder name, exactly: two different values never read the same.
+
+    Floats read as ``:g`` where that is exact (``0.0004``: the names of existing folders stay), else
+    as their shortest exact repr (``0.00040000001``); strings with characters a folder name cannot
+    hold (``/``, spaces, ...) and lists of several strings (``-`` joins them, ambiguously) read
+    with ``~`` and a short hash of the whole value."""
     if isinstance(v, bool):
         return str(v).lower()
     if isinstance(v, float):
-        return f"{v:g}"
+        short = f"{v:g}"
+        return short if float(short) == v else repr(v)
     if isinstance(v, (list, tuple)):
-        return "-".join(_fmt(x) for x in v)
-    return re.sub(r"[^A-Za-z0-9._+-]", "_", str(v))
+        texts = [x for x in v if isinstance(x, str)]
+        text = "-".join(_safe(x) if isinstance(x, str) else _fmt(x) for x in v)
+        exact = all(_safe(x) == x for x in texts) and (len(v) < 2 or not texts)
+        return text if exact else f"{text}~{_short_hash(list(v))}"
+    text = _safe(str(v))
+    return f"{text}~{_short_hash(v)}" if isinstance(v, str) and text != v else text
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", text)
 
 
 def variant_name(cfg: Any, stage: str) -> str:

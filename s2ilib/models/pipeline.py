@@ -99,7 +99,7 @@ class SpeechToImage:
         if not enc_ckpt.is_file():
             raise PipelineError(f"{enc_ckpt}: encoder checkpoint not found (named by {spec_path})")
         enc_dataset = self._encoder_dataset(enc_dir)
-        if enc_dataset is not None and enc_dataset != spec["dataset"]:
+        if enc_dataset != spec["dataset"]:
             raise PipelineError(f"{spec_path}: the generator was trained on {spec['dataset']!r} but its encoder "
                                 f"{enc_dir} on {enc_dataset!r}; pair a generator with its own dataset's encoder")
         try:
@@ -126,17 +126,21 @@ class SpeechToImage:
                                                                        "n_mels", None) or 40
 
     @staticmethod
-    def _encoder_dataset(enc_dir: Path) -> str | None:
-        """The dataset an encoder was trained on, from its ``config.json`` (None if not recorded)."""
+    def _encoder_dataset(enc_dir: Path) -> str:
+        """The dataset an encoder was trained on, from its ``config.json`` (the trainer writes it): a
+        folder without it cannot show that the encoder fits the generator, so it is an error."""
         path = enc_dir / "config.json"
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            return None
+            raise PipelineError(f"{path}: missing; the encoder folder must keep the config.json its training "
+                                "wrote (it records the dataset the encoder was trained on)") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise PipelineError(f"{path}: not a readable encoder config ({exc})") from exc
         name = data.get("dataset") if isinstance(data, dict) else None
-        return name if isinstance(name, str) and name else None
+        if not isinstance(name, str) or not name:
+            raise PipelineError(f"{path}: records no dataset (a JSON object with a non-empty \"dataset\" key)")
+        return name
 
     @torch.no_grad()
     def embed(self, wave: np.ndarray) -> torch.Tensor:

@@ -141,6 +141,15 @@ def _riff_data_shortfall(path: Path) -> tuple[int, int] | None:
     return None
 
 
+def _file_kind(path: Path) -> str:
+    import stat
+
+    mode = path.stat().st_mode
+    kinds = [(stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a named pipe"),
+             (stat.S_ISSOCK, "a socket")]
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
 def load_wav(path: str | Path, target_sr: int = 16000) -> np.ndarray:
     """Read a speech file as float32 mono at ``target_sr`` Hz, shape ``(n,)``.
 
@@ -152,6 +161,8 @@ def load_wav(path: str | Path, target_sr: int = 16000) -> np.ndarray:
     path = Path(path)
     if path.is_dir():
         raise AudioError(f"{path}: is a directory, not an audio file")
+    if path.exists() and not path.is_file():  # /dev/null, a FIFO, a socket
+        raise AudioError(f"{path}: not a regular audio file ({_file_kind(path)})")
     if not path.is_file():
         raise AudioError(f"{path}: audio file not found")
     if path.stat().st_size == 0:

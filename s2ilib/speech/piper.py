@@ -95,7 +95,7 @@ class PiperEngine(TTSEngine):
         opts.log_severity_level = 3
         return ort.InferenceSession(self._model, sess_options=opts, providers=["CPUExecutionProvider"])
 
-    def _check_voice(self, voice: Voice) -> None:
+    def check_voice(self, voice: Voice) -> None:
         if voice.name != self.voice_name:
             raise TTSError(f"piper: this engine speaks the voice {self.voice_name!r}, not {voice.name!r}")
         if (voice.pitch, voice.range) != (50, 50):
@@ -105,7 +105,7 @@ class PiperEngine(TTSEngine):
         from piper import PiperVoice
         from piper.config import SynthesisConfig
 
-        self._check_voice(voice)
+        self.check_voice(voice)
         syn = SynthesisConfig(length_scale=NORMAL_RATE / float(voice.rate))
         with self._lock:
             pv = PiperVoice(session=self._session(utterance_seed(text, voice)), config=self.config)

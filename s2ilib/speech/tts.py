@@ -109,6 +109,11 @@ class TTSEngine:
         """Speak ``text``: returns (float32 mono waveform ``(n,)`` in [-1, 1], sample rate Hz)."""
         raise NotImplementedError
 
+    def check_voice(self, voice: Voice) -> None:
+        """Raise :class:`TTSError` naming ``voice`` if the engine does not have it (no engine may fall
+        back to a default voice silently)."""
+        raise NotImplementedError
+
     def synthesize(self, text: str, voice: Voice, sr: int = 16000) -> np.ndarray:
         """Speak ``text`` as float32 mono at ``sr`` Hz, shape ``(n,)`` (anti-aliased resampling)."""
         if not text or not text.strip():
@@ -133,6 +138,11 @@ _LAZY_ENGINES = {"piper": "s2ilib.speech.piper"}
 def register_engine(name: str, cls: Callable[[], TTSEngine]) -> None:
     """Make an engine class (or zero-argument factory) available to :func:`get_engine`."""
     _ENGINES[name] = cls
+
+
+def engine_names() -> list[str]:
+    """Every engine :func:`get_engine` knows (registered, or registered on first use)."""
+    return sorted({*_ENGINES, *_LAZY_ENGINES})
 
 
 def get_engine(name: str) -> TTSEngine:
@@ -252,13 +262,19 @@ class EspeakEngine(TTSEngine):
         return (f"espeak: unknown voice {name!r} (data {self.data_path}); a voice is <accent>[+<variant>], "
                 f"English accents: {', '.join(accents)}; variants: {', '.join(variants)}")
 
-    def synthesize_native(self, text: str, voice: Voice) -> tuple[np.ndarray, int]:
-        lib = self._lib
+    def check_voice(self, voice: Voice) -> None:
         if "+" in voice.name:  # espeak ignores an unknown variant silently
             if self._variants is None:
                 self._variants = set(espeak_variants(self.data_path))
             if voice.variant not in self._variants:
                 raise TTSError(self._unknown_voice_message(voice.name))
+        with self._lock:
+            if self._lib.espeak_SetVoiceByName(voice.name.encode()) != 0:
+                raise TTSError(self._unknown_voice_message(voice.name))
+
+    def synthesize_native(self, text: str, voice: Voice) -> tuple[np.ndarray, int]:
+        lib = self._lib
+        self.check_voice(voice)
         with self._lock:
             if lib.espeak_SetVoiceByName(voice.name.encode()) != 0:
                 raise TTSError(self._unknown_voice_message(voice.name))
@@ -301,21 +317,37 @@ def espeak_variants(data_path: str | None = None) -> list[str]:
 
 class CommandEngine(TTSEngine):
     """A command-line synthesiser writing a wav file. ``argv`` is formatted with
-    ``{voice} {rate} {pitch} {text} {out}``; the wav is read with :func:`load_wav` at its own rate."""
+    ``{voice} {rate} {pitch} {text} {out}``; the wav is read with :func:`load_wav` at its own rate.
+    ``list_argv`` makes the program print its voices (``<heading>: name name ...``): a voice it does
+    not list is refused (a program such as flite would speak with its default voice instead)."""
 
     name = "command"
     binary = ""
     argv: tuple[str, ...] = ()
+    list_argv: tuple[str, ...] = ()
 
     def __init__(self) -> None:
         self.path = shutil.which(self.binary) if self.binary else None
         if self.path is None:
             raise TTSError(f"TTS engine {self.name!r} needs the program {self.binary!r}, which is not "
                            f"installed (Debian: apt-get install {self.binary})")
+        self._voices: list[str] | None = None
+
+    def voices(self) -> list[str]:
+        if self._voices is None:
+            proc = subprocess.run([self.path, *self.list_argv], capture_output=True, text=True)
+            self._voices = proc.stdout.split(":", 1)[-1].split() if proc.returncode == 0 else []
+        return self._voices
+
+    def check_voice(self, voice: Voice) -> None:
+        if voice.name not in self.voices():
+            raise TTSError(f"{self.name}: unknown voice {voice.name!r}; {self.binary} has "
+                           f"{', '.join(self.voices()) or 'no voices it can list'}")
 
     def synthesize_native(self, text: str, voice: Voice) -> tuple[np.ndarray, int]:
         import soundfile as sf
 
+        self.check_voice(voice)
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "out.wav"
             args = [a.format(voice=voice.name, rate=voice.rate, pitch=voice.pitch, text=text, out=out)
@@ -333,6 +365,7 @@ class FliteEngine(CommandEngine):
     name = "flite"
     binary = "flite"
     argv = ("-voice", "{voice}", "-t", "{text}", "-o", "{out}")
+    list_argv = ("-lv",)  # "Voices available: kal awb_time kal16 awb rms slt"
 
 
 register_engine("espeak", EspeakEngine)

@@ -4,7 +4,8 @@ Every study notebook (``NN_name.ipynb`` with NN >= 01; ``00_template.ipynb`` is 
 declares the common parameters ``preset``, ``seed``, ``run_root``, ``report_dir`` and
 ``overrides`` (config overrides as dotted keys, ``s2i study --set gan.steps=3000``) in its cell
 tagged ``parameters``. Extra parameters are passed to the notebooks that declare them; a
-parameter no selected notebook declares is refused.
+parameter no selected notebook declares is refused, and every value is checked against its declared
+type and range (:mod:`s2ilib.study.notebook_params`) before any folder is made or any notebook starts.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from s2ilib.core.config import PRESETS, ConfigError, get_config
+from s2ilib.core.errors import UsageError
 from s2ilib.core.results import environment_info, git_commit, now, record
 from s2ilib.core.runkit import writer
 from s2ilib.study.paths import report_subdir
@@ -30,6 +32,10 @@ class StudyError(RuntimeError):
     """A notebook failed, or parameters do not fit the notebooks."""
 
 
+class StudyUsageError(StudyError, UsageError):
+    """A bad argument of ``s2i study`` (an unknown notebook or parameter): a usage error, exit 2."""
+
+
 def study_notebooks(notebook_dir: Path = NOTEBOOK_DIR, only: Iterable[str] | None = None) -> list[Path]:
     """Notebooks ``NN_name.ipynb`` with NN >= 01 in order (``00_template`` is not a step of the
     study); ``only`` selects by number prefix or stem."""
@@ -41,15 +47,21 @@ def study_notebooks(notebook_dir: Path = NOTEBOOK_DIR, only: Iterable[str] | Non
         books = [p for p in books if p.stem in wanted or p.stem[:2] in wanted]
         missing = wanted - {p.stem for p in books} - {p.stem[:2] for p in books}
         if missing:
-            raise StudyError(f"no such notebook(s): {sorted(missing)}")
+            names = ", ".join(p.stem for p in study_notebooks(notebook_dir))
+            raise StudyUsageError(f"--only: no such notebook(s) {sorted(missing)}; the study's notebooks: {names}")
     return books
 
 
 def declared_parameters(notebook: Path) -> dict[str, Any]:
     """Parameters declared in the notebook's ``parameters`` cell (papermill.inspect_notebook)."""
-    import papermill as pm
+    import warnings
 
-    params = pm.inspect_notebook(str(notebook))
+    import papermill as pm
+    from nbformat.warnings import MissingIDFieldWarning
+
+    with warnings.catch_warnings():  # the committed notebooks' cells have no ids; papermill adds them on execution
+        warnings.simplefilter("ignore", MissingIDFieldWarning)
+        params = pm.inspect_notebook(str(notebook))
     if not params:
         raise StudyError(f"{notebook.name}: no cell tagged 'parameters'")
     return params
@@ -64,8 +76,8 @@ def run_notebook(notebook: Path, output: Path, parameters: dict[str, Any], timeo
     declared = declared_parameters(notebook)
     unknown = sorted(set(parameters) - set(declared))
     if unknown:
-        raise StudyError(f"{notebook.name} does not declare parameter(s) {unknown}; "
-                         f"it declares {sorted(declared)}")
+        raise StudyUsageError(f"{notebook.name} does not declare parameter(s) {unknown}; "
+                              f"it declares {sorted(declared)}")
     output.parent.mkdir(parents=True, exist_ok=True)
     env_backup = {k: os.environ.get(k) for k in _KERNEL_ENV}
     os.environ.update(_KERNEL_ENV)
@@ -106,12 +118,44 @@ def run_study(preset: str = "small", seed: int = 1234, run_root: str | Path | No
     run folder fails at once with :class:`s2ilib.core.runkit.RunLockedError` naming the holder's pid.
     """
     if preset not in PRESETS:
-        raise StudyError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+        raise StudyUsageError(f"--preset {preset!r}: unknown preset; choose one of {sorted(PRESETS)}")
     overrides = check_overrides(preset, seed, overrides)
+    parameters = dict(parameters or {})
+    books, declared = check_study_arguments(preset, seed, overrides, parameters, only, notebook_dir)
     run_root = Path(run_root or REPO_ROOT / "runs").resolve()
     with writer(run_root / preset):  # one study per run folder; temp files of killed writes removed
-        return _run_study_locked(preset, seed, run_root, report_root, parameters, only, notebook_dir, timeout,
+        return _run_study_locked(preset, seed, run_root, report_root, parameters, books, declared, timeout,
                                  progress, overrides)
+
+
+def check_study_arguments(preset: str, seed: int, overrides: dict[str, Any], parameters: dict[str, Any],
+                          only: Iterable[str] | None, notebook_dir: Path = NOTEBOOK_DIR):
+    """The selected notebooks and their declared parameters, once every argument is checked: a bad
+    ``--only``, a parameter no selected notebook declares or a value of the wrong type or range is a
+    :class:`StudyUsageError` / :class:`s2ilib.study.notebook_params.NotebookParameterError` (exit 2)
+    raised before anything is written."""
+    from s2ilib.study.notebook_params import Study, check_parameter
+
+    clash = sorted(set(parameters) & set(COMMON_PARAMETERS))
+    if clash:
+        raise StudyUsageError(f"-p {', '.join(clash)}: pass {clash} through their own options "
+                              "(--preset, --seed, --run-root, --report-root, --set), not as extra parameters")
+    books = study_notebooks(notebook_dir, only)
+    declared = {nb: declared_parameters(nb) for nb in books}
+    for nb, params in declared.items():
+        missing = [p for p in COMMON_PARAMETERS if p not in params]
+        if missing:
+            raise StudyError(f"{nb.name} does not declare the common parameter(s) {missing}")
+    unused = sorted(k for k in parameters if not any(k in p for p in declared.values()))
+    if unused:
+        raise StudyUsageError(f"-p {', '.join(unused)}: no selected notebook declares parameter(s) {unused} "
+                              f"(config keys go through --set)")
+    study = Study(preset, seed, overrides, get_config(preset, {"seed": seed, **overrides}))
+    for nb in books:
+        for key, value in parameters.items():
+            if key in declared[nb]:
+                check_parameter(nb.stem, key, value, study)
+    return books, declared
 
 
 def check_overrides(preset: str, seed: int, overrides: dict[str, Any] | None) -> dict[str, Any]:
@@ -126,22 +170,9 @@ def check_overrides(preset: str, seed: int, overrides: dict[str, Any] | None) ->
 
 
 def _run_study_locked(preset: str, seed: int, run_root: Path, report_root: str | Path | None,
-                      parameters: dict[str, Any] | None, only: Iterable[str] | None, notebook_dir: Path,
+                      parameters: dict[str, Any], books: list[Path], declared: dict[Path, dict],
                       timeout: int | None, progress: bool, overrides: dict[str, Any]) -> Path:
     report_dir = Path(report_root or REPO_ROOT / "reports").resolve() / preset
-    parameters = dict(parameters or {})
-    clash = sorted(set(parameters) & set(COMMON_PARAMETERS))
-    if clash:
-        raise StudyError(f"pass {clash} through their own options, not as extra parameters")
-    books = study_notebooks(notebook_dir, only)
-    declared = {nb: declared_parameters(nb) for nb in books}
-    for nb, params in declared.items():
-        missing = [p for p in COMMON_PARAMETERS if p not in params]
-        if missing:
-            raise StudyError(f"{nb.name} does not declare the common parameter(s) {missing}")
-    unused = sorted(k for k in parameters if not any(k in p for p in declared.values()))
-    if unused:
-        raise StudyError(f"no selected notebook declares parameter(s) {unused}")
 
     results = report_dir / "results.json"
     # overrides as "key=value" strings: results.record merges dicts, and a list replaces the last study's
