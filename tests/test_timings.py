@@ -78,3 +78,26 @@ def test_report_outputs_do_not_make_the_tree_dirty(tmp_path):
     assert git_commit(tmp_path)["dirty"] is False
     (tmp_path / "code.py").write_text("x = 2\n")
     assert git_commit(tmp_path)["dirty"] is True
+
+
+def test_table_names_each_notebooks_machine_when_they_differ(tmp_path):
+    res = _results(**{"01_a": 60.0, "09_b": 6.0})
+    res["notebooks"]["09_b"]["machine"] = {"cpu": "Other CPU"}
+    table = timings.timing_table(res)
+    assert "| machine |" in table and "| Test CPU |" in table and "| Other CPU |" in table
+    assert "Machine: several, per row" in table
+    assert "machine" not in timings.timing_table(_results(**{"01_a": 60.0}))  # one machine: footer only
+
+
+def test_a_new_study_record_keeps_the_machine_of_earlier_notebooks(tmp_path):
+    """A notebook rerun on another machine must not relabel the others: before the study record is
+    replaced, notebooks without a machine get the one of the record they were made under."""
+    from s2ilib.study.runner import _stamp_old_machines
+
+    path = tmp_path / "results.json"
+    res = {"schema_version": 1, "preset": "small", **_results(**{"01_a": 60.0})}
+    res["study"] = {"environment": {"cpu": "Intel Xeon"}}
+    path.write_text(json.dumps(res))
+    _stamp_old_machines(path)
+    stamped = json.loads(path.read_text())["notebooks"]["01_a"]["machine"]
+    assert stamped == {"cpu": "Intel Xeon", "inferred_from": "the study record"}

@@ -92,6 +92,16 @@ def environment_info() -> dict[str, Any]:
     return info
 
 
+def machine_info() -> dict[str, Any]:
+    """What each notebook's record says of the machine it ran on (a report may mix machines: a
+    notebook rerun elsewhere, runs reused from another): CPU, vendor, whether bf16 ran natively."""
+    from s2ilib.core.hardware import hardware_info
+
+    hw = hardware_info()
+    return {"cpu": _cpu_name(), "cpu_vendor": hw["cpu_vendor"], "bf16_native": hw["bf16_native"],
+            "cpu_count": os.cpu_count()}
+
+
 def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 

@@ -16,7 +16,7 @@ from typing import Any, Iterable
 
 from s2ilib.core.config import PRESETS, ConfigError, get_config
 from s2ilib.core.errors import UsageError
-from s2ilib.core.results import environment_info, git_commit, now, record
+from s2ilib.core.results import environment_info, git_commit, machine_info, now, record
 from s2ilib.core.runkit import writer
 from s2ilib.study.paths import report_subdir
 
@@ -34,6 +34,19 @@ class StudyError(RuntimeError):
 
 class StudyUsageError(StudyError, UsageError):
     """A bad argument of ``s2i study`` (an unknown notebook or parameter): a usage error, exit 2."""
+
+
+def _stamp_old_machines(results: Path) -> None:
+    """Notebooks recorded before each kept its machine ran on the machine of the study record they
+    were made under; write it into them before a new study record replaces it."""
+    from s2ilib.core.results import load_results
+
+    data = load_results(results) if results.is_file() else {}
+    cpu = ((data.get("study") or {}).get("environment") or {}).get("cpu")
+    old = {k: {"machine": {"cpu": cpu, "inferred_from": "the study record"}}
+           for k, v in (data.get("notebooks") or {}).items() if isinstance(v, dict) and "machine" not in v}
+    if cpu and old:
+        record(results, "notebooks", old, preset=data.get("preset"))
 
 
 def study_notebooks(notebook_dir: Path = NOTEBOOK_DIR, only: Iterable[str] | None = None) -> list[Path]:
@@ -177,6 +190,7 @@ def _run_study_locked(preset: str, seed: int, run_root: Path, report_root: str |
     results = report_dir / "results.json"
     # overrides as "key=value" strings: results.record merges dicts, and a list replaces the last study's
     shown = [f"{k}={v}" for k, v in sorted(overrides.items())]
+    _stamp_old_machines(results)
     record(results, "study", {"preset": preset, "seed": seed, "overrides": shown, "run_root": str(run_root),
                               "started": now(), "environment": environment_info()}, preset=preset)
     common = {"preset": preset, "seed": seed, "run_root": str(run_root), "report_dir": str(report_dir),
@@ -194,6 +208,7 @@ def _run_study_locked(preset: str, seed: int, run_root: Path, report_root: str |
                                                     "parameters": logged}})
             raise
         record(results, "notebooks", {nb.stem: {"status": "ok", "seconds": round(seconds, 1),
-                                                "finished": now(), "parameters": logged, **git_commit()}})
+                                                "finished": now(), "parameters": logged, **git_commit(),
+                                                "machine": machine_info()}})
         print(f"[s2i study] {nb.name} done in {seconds:.0f} s", flush=True)
     return report_dir

@@ -33,7 +33,8 @@ def notebook_timings(results: dict[str, Any]) -> list[dict[str, Any]]:
             raise TimingsError(f"notebook {name} has no successful timing (status {entry.get('status')!r})")
         commit = entry.get("commit")
         rows.append({"notebook": name, "seconds": float(entry["seconds"]), "finished": entry.get("finished", ""),
-                     "commit": (commit[:7] if commit else "not recorded") + (" (dirty)" if entry.get("dirty") else "")})
+                     "commit": (commit[:7] if commit else "not recorded") + (" (dirty)" if entry.get("dirty") else ""),
+                     "machine": (entry.get("machine") or {}).get("cpu")})
     if not rows:
         raise TimingsError("results file has no notebook timings (section 'notebooks' is empty)")
     return rows
@@ -45,13 +46,18 @@ def timing_table(results: dict[str, Any]) -> str:
     # the machine that ran the notebooks (the study's start), not the last writer of results.json
     # (a later post-processing step such as `python -m s2ilib.study.seeds` may run elsewhere)
     env = (results.get("study") or {}).get("environment") or results.get("environment") or {}
-    lines = ["| notebook | wall time | finished (UTC) | commit |", "|---|---|---|---|"]
+    for r in rows:  # a notebook recorded without its machine ran where the study's record says
+        r["machine"] = r["machine"] or env.get("cpu", "unknown CPU")
+    several = len({r["machine"] for r in rows}) > 1
+    lines = ["| notebook | wall time | finished (UTC) | commit |" + (" machine |" if several else ""),
+             "|---|---|---|---|" + ("---|" if several else "")]
     for r in rows:
         lines.append(f"| `{r['notebook']}` | {r['seconds'] / 60:.1f} min ({r['seconds']:.0f} s) "
-                     f"| {r['finished'][:16].replace('T', ' ')} | `{r['commit']}` |")
+                     f"| {r['finished'][:16].replace('T', ' ')} | `{r['commit']}` |"
+                     + (f" {r['machine']} |" if several else ""))
     total = sum(r["seconds"] for r in rows)
-    lines.append(f"| **all** | **{total / 60:.1f} min** | | |")
-    machine = f"{env.get('cpu', 'unknown CPU')}, {env.get('device', 'unknown device')}"
+    lines.append(f"| **all** | **{total / 60:.1f} min** | | |" + (" |" if several else ""))
+    machine = ("several, per row" if several else rows[0]["machine"]) + f", {env.get('device', 'unknown device')}"
     lines.append("")
     lines.append(f"Machine: {machine}; torch {(env.get('packages') or {}).get('torch', '?')}. "
                  f"A notebook that reused cached work from an earlier run shows less than a fresh run.")
