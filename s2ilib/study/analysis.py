@@ -222,21 +222,12 @@ def latency_sentence(dataset_kind: str) -> str:
 
 
 def method_comparison_grid(examples: list[dict[str, Any]], methods, title: str, path=None):
-    """One row per method (+ the real image), one column per test utterance (same noise per column)."""
-    from s2ilib.study import plots
+    """One row per method (+ the real image), one column per test utterance (same noise per column);
+    ``title`` is the dataset (:func:`s2ilib.study.grids.method_grid`)."""
+    from s2ilib.study.grids import method_grid
 
-    images, captions = [], []
-    order = ["real", *methods]
-    for m in order:
-        for k, ex in enumerate(examples):
-            images.append(ex["real"] if m == "real" else ex["images"][m])
-            label = m if k == 0 else ""
-            if m == "real":
-                label = f"real | {ex['text']}" if k == 0 else ex["text"]
-            elif registry.method(m).query == "asr":
-                label = f"{label} | asr: {ex.get('transcript', '')}".strip(" |")
-            captions.append(label)
-    return plots.image_grid(images, captions, ncols=len(examples), size=1.6, wrap=30, title=title, path=path)
+    asr = [m for m in methods if registry.method(m).query == "asr"]
+    return method_grid(title, examples, list(methods), asr, path=path)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -19,11 +19,14 @@ Summaries carry 95% bootstrap intervals over pairs (:func:`summarise_curves`).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
+
 from s2ilib.core.device import bf16_autocast
+from s2ilib.study.captions import register_figure, save_figure
 
 CURVE_METRICS = ("spearman", "monotone", "r2", "chord_dev", "swing", "transition")
 SWING_MIN = 0.2
@@ -204,7 +207,7 @@ def interpolation_study(ds, cfg, paths, methods: Sequence[str] = ("one_stage", "
     qi, qj = (q.iloc[[p[k] for p in pairs]] for k in ("i", "j"))
     embs = embedding_cache(paths, ds.name)
     a = alphas()
-    out: dict[str, Any] = {"pairs": pairs, "alphas": a.tolist(), "curves": {}, "tables": {}, "summaries": {},
+    out: dict[str, Any] = {"dataset": ds.name, "pairs": pairs, "alphas": a.tolist(), "curves": {}, "tables": {}, "summaries": {},
                            "summaries_transitions": {}, "mean_curves": {}, "images": {}, "image_size": size,
                            "timings": {"setup_s": time.perf_counter() - t0}}
     probs = reader_probabilities(reader)
@@ -224,32 +227,31 @@ def interpolation_study(ds, cfg, paths, methods: Sequence[str] = ("one_stage", "
     return out
 
 
-def interpolation_figure(result: dict[str, Any], k: int, path=None):
-    """Pair ``k``: one row of images per method along a = 0 .. 1, titled with the two captions."""
-    from s2ilib.study import plots
+def interpolation_figure(result: dict[str, Any], k: int, path=None, dataset: str = ""):
+    """Pair ``k``: one row of images per method along a = 0 .. 1 (:func:`s2ilib.study.grids.interpolation_grid`)."""
+    from s2ilib.study.grids import interpolation_grid
 
-    a, pair = result["alphas"], result["pairs"][k]
-    images, captions = [], []
-    for m, rows in result["images"].items():
-        images += list(rows[k])
-        captions += [f"{m} a={x:.3g}" for x in a]
-    title = f"a=1: {pair['text_i']}\na=0: {pair['text_j']}"
-    return plots.image_grid(images, captions, ncols=len(a), wrap=14, title=title, path=path)
+    return interpolation_grid(dataset or result.get("dataset", ""), result, k, path=path)
 
 
-def curve_figure(result: dict[str, Any], path=None):
+@register_figure("07_{dataset}_curves.png",
+                 "Interpolation on {dataset}: the attribute reader's mean probability of utterance 1's value "
+                 "(solid) and utterance 2's (dashed) along a, per method; bands are 95% intervals over "
+                 "{n_pairs} pairs.")
+def curve_figure(result: dict[str, Any], path=None, dataset: str = ""):
     """Mean p(utterance 1's value) and p(utterance 2's value) along a, per method, with 95% bands."""
     import matplotlib.pyplot as plt
 
-    from s2ilib.study import plots
-
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+    dataset = dataset or result.get("dataset", "")
+    n_pairs = len(result["pairs"])
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
     for m, df in result["mean_curves"].items():
         for name, style in (("p1", "-"), ("p2", "--")):
             line, = ax.plot(df["a"], df[name], style, label=f"{m}: p({'utt. 1' if name == 'p1' else 'utt. 2'} value)")
             ax.fill_between(df["a"], df[f"{name}_low"], df[f"{name}_high"], color=line.get_color(), alpha=0.15)
     ax.set_xlabel("a  (f = a f1 + (1 - a) f2)")
     ax.set_ylabel("reader probability")
+    ax.set_title(f"{dataset}: transition curves, 95% bands over {n_pairs} pairs", fontsize=9)
     ax.legend(fontsize=6)
     fig.tight_layout()
-    return plots.save(fig, path)
+    return save_figure(fig, path, "curve_figure", dataset=dataset, n_pairs=n_pairs)

@@ -17,33 +17,19 @@ def save(fig: plt.Figure, path: str | Path | None) -> plt.Figure:
     return fig
 
 
-def _to_hwc(img) -> np.ndarray:
-    arr = np.asarray(img)
-    if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3):
-        arr = arr.transpose(1, 2, 0)
-    return arr
-
-
 def image_grid(images: Sequence, captions: Sequence[str] | None = None, ncols: int = 8,
                size: float = 1.6, wrap: int = 28, title: str | None = None,
                path: str | Path | None = None) -> plt.Figure:
-    """Images (PIL, HWC or CHW uint8 arrays) in a grid, each with an optional caption below."""
-    n = len(images)
-    ncols = max(1, min(ncols, n))
-    nrows = max(1, int(np.ceil(n / ncols)))
-    text_h = 0.9 if captions else 0.0
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * (size + text_h)), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for i, img in enumerate(images):
-        ax = axes.flat[i]
-        ax.imshow(_to_hwc(img))
-        if captions:
-            ax.set_title("\n".join(textwrap.wrap(captions[i], wrap)), fontsize=6, y=-0.02, va="top")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return save(fig, path)
+    """Images (PIL, HWC or CHW uint8 arrays) in rows of ``ncols`` at an integer nearest-neighbour
+    scale (:func:`s2ilib.study.grids.tile_grid`), each with an optional caption below.
+    ``size`` (inches at 100 dpi) sets the displayed tile size; ``wrap`` is kept for callers (the
+    caption width follows the tile)."""
+    from s2ilib.study.grids import tile_grid
+
+    ncols = max(1, min(ncols, len(images)))
+    rows = [list(images[i:i + ncols]) for i in range(0, len(images), ncols)]
+    text = [list(captions[i:i + ncols]) for i in range(0, len(images), ncols)] if captions else None
+    return tile_grid(rows, cell_text=text, title=title or "", display_px=int(size * 100), path=path)
 
 
 def spectrograms(feats: Sequence[np.ndarray], titles: Sequence[str], path: str | Path | None = None) -> plt.Figure:
@@ -74,16 +60,3 @@ def loss_curves(logs: dict[str, "object"], keys: Sequence[str], path: str | Path
         fig.suptitle(title)
     fig.tight_layout()
     return save(fig, path)
-
-
-def bar_table(df, metric: str, path: str | Path | None = None, title: str | None = None) -> plt.Figure:
-    """Grouped bars of ``metric`` from a long table with columns dataset, method, condition, value."""
-    import seaborn as sns
-
-    sub = df[df["metric"] == metric]
-    g = sns.catplot(data=sub, x="method", y="value", hue="condition", col="dataset", kind="bar",
-                    height=3, aspect=1.2, sharey=False)
-    g.set_axis_labels("", metric)
-    if title:
-        g.fig.suptitle(title, y=1.03)
-    return save(g.fig, path)
