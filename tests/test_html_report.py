@@ -256,3 +256,16 @@ def test_pooled_claims_open_the_page(report, tmp_path):
     first = first[first.index("<h2>1."):first.index("<h2>2.")]
     assert "A above B" in first and "holds, holds, holds" in first and "+0.300 [" in first
     assert f'background:{html_report.VERDICT_COLOURS["holds"]}' in first and "1 claims over 3 training seeds" in first
+
+
+def test_figures_show_their_registered_captions(report, tmp_path):
+    import json
+    import shutil
+
+    rep = tmp_path / "smoke"
+    shutil.copytree(report, rep)
+    figs = sorted((rep / "figures").glob("*.png"))
+    assert figs, "the smoke report has figures"
+    (rep / "figures" / "captions.json").write_text(json.dumps({figs[0].name: "A registered caption."}))
+    text = html_report.page_html(rep)
+    assert "<figcaption>A registered caption.</figcaption>" in text

@@ -73,7 +73,10 @@ def _note(text: str) -> str:
 
 
 def _figure(path: Path, caption: str | None = None) -> str:
-    cap = html.escape(caption or path.name)
+    """The image with the caption registered beside it (``figures/captions.json``), else its name."""
+    from s2ilib.study.captions import figure_caption
+
+    cap = html.escape(caption or figure_caption(path) or path.name)
     return f'<figure><img src="{figure_src(path, path.parent)}" alt="{cap}"><figcaption>{cap}</figcaption></figure>'
 
 
