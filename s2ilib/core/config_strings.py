@@ -10,9 +10,7 @@ teachers, the embedded datasets); tests/test_config.py checks that they agree.
 """
 from __future__ import annotations
 
-import dataclasses
 import re
-import typing
 from pathlib import Path
 from typing import Any, Callable
 
@@ -99,18 +97,9 @@ VALIDATORS: dict[str, Callable[[Any, Any], str | None]] = {
 
 def string_keys(cfg: Any, prefix: str = "") -> dict[str, Any]:
     """Every string key (str or a list of str) of a config object -> its value."""
-    out: dict[str, Any] = {}
-    hints = typing.get_type_hints(type(cfg))
-    for f in dataclasses.fields(cfg):
-        value = getattr(cfg, f.name)
-        if dataclasses.is_dataclass(value):
-            out.update(string_keys(value, f"{prefix}{f.name}."))
-            continue
-        ann = hints[f.name]
-        item = typing.get_args(ann)[0] if typing.get_origin(ann) is list else ann
-        if item is str:
-            out[f"{prefix}{f.name}"] = value
-    return out
+    from s2ilib.core.config_ranges import keys_of_type
+
+    return keys_of_type(cfg, (str,), prefix)
 
 
 def check_strings(cfg: Any) -> str | None:
