@@ -17,7 +17,8 @@ def test_shape_and_frame_rate():
         f = logmel(_tone(300, seconds) + 0.01)
         assert f.shape[0] == 40 and f.dtype == np.float32
         assert abs(f.shape[1] - seconds * 100) <= 2  # 10 ms frames
-    assert f.max() == 0.0 and f.min() >= -80.0  # dB relative to the maximum, 80 dB floor
+    # dB relative to the maximum (0 up to float32 rounding: -2.4e-7 with ATen capped to its default kernels), 80 dB floor
+    assert abs(f.max()) <= 1e-5 and f.min() >= -80.0 - 1e-5
 
 
 def _slaney_mel(f):

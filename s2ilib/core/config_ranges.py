@@ -3,9 +3,7 @@ checks a resolved :class:`~s2ilib.core.config.StudyConfig` against them; :class:
 is the error of a bad key or value (re-exported by :mod:`s2ilib.core.config`)."""
 from __future__ import annotations
 
-import dataclasses
 import math
-import typing
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,25 +170,10 @@ RANGES: dict[str, Range] = {
 }
 
 
-def keys_of_type(cfg: Any, types: tuple[type, ...], prefix: str = "") -> dict[str, Any]:
-    """Every key of a config object (dotted, nested sections included) whose type, or list item
-    type, is one of ``types`` -> its value."""
-    out: dict[str, Any] = {}
-    hints = typing.get_type_hints(type(cfg))
-    for f in dataclasses.fields(cfg):
-        value = getattr(cfg, f.name)
-        if dataclasses.is_dataclass(value):
-            out.update(keys_of_type(value, types, f"{prefix}{f.name}."))
-            continue
-        ann = hints[f.name]
-        item = typing.get_args(ann)[0] if typing.get_origin(ann) is list else ann
-        if item in types:
-            out[f"{prefix}{f.name}"] = value
-    return out
-
-
 def numeric_keys(cfg: Any, prefix: str = "") -> dict[str, Any]:
     """Every numeric key (int, float or a list of them) of a config object -> its value."""
+    from s2ilib.core.config_walk import keys_of_type
+
     return keys_of_type(cfg, (int, float), prefix)
 
 

@@ -97,7 +97,7 @@ VALIDATORS: dict[str, Callable[[Any, Any], str | None]] = {
 
 def string_keys(cfg: Any, prefix: str = "") -> dict[str, Any]:
     """Every string key (str or a list of str) of a config object -> its value."""
-    from s2ilib.core.config_ranges import keys_of_type
+    from s2ilib.core.config_walk import keys_of_type
 
     return keys_of_type(cfg, (str,), prefix)
 
