@@ -106,6 +106,8 @@ def main() -> None:
     out = Path(args.out or f"reports/{args.preset}/asr_pinning")
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "asr_pinning.csv", index=False)
+    # the transcripts themselves, so that a run on another machine can be compared text by text
+    (out / "asr_pinning_transcripts.json").write_text(json.dumps({"hardware": hw, "runs": runs}, indent=1))
     note = (f"Machine: {hw['cpu_model']} ({hw['cpu_vendor']}; {', '.join(hw['kernel_flags'])}), "
             f"CTranslate2 {(hw.get('ctranslate2') or {}).get('version')}, {hw['torch_threads']} threads.")
     from s2ilib.evaluation.tables import to_markdown
