@@ -30,7 +30,7 @@ import math
 import numpy as np
 from scipy import stats as _st
 
-__all__ = ["Interval", "bootstrap_ci", "claim_row", "kid_interval", "paired_difference",
+__all__ = ["Interval", "bootstrap_ci", "claim_row", "decide", "kid_interval", "paired_difference",
            "unpaired_difference", "verdict"]
 
 _BATCH = 200  # resamples per vectorised batch: bounds memory at batch x n floats
@@ -252,12 +252,48 @@ def kid_interval(kid_mean: float, kid_std: float, level: float = 0.95, subset_si
     return Interval(float(kid_mean), kid_mean - z * se, kid_mean + z * se, n_items, n_items, level, method)
 
 
-def verdict(low: float, high: float, direction: int, p_value: float | None = None, alpha: float = 0.05) -> str:
-    """Verdict of a claim "A better than B" from the interval [low, high] of a difference A - B.
+ALPHA = 0.05
+RULES = ("higher", "lower", "above_chance", "close")
 
-    direction: +1 when bigger is better (accuracy, R-precision), -1 when smaller is (FID, KID, WER).
-    ``"holds"``: the whole interval lies strictly on the claimed side of 0; ``"fails"``: strictly on
-    the other side; ``"undecided"``: it contains 0 (or is NaN, e.g. a metric that was not computed).
+
+def _finite(*xs) -> bool:
+    return all(isinstance(x, (int, float, np.floating)) and math.isfinite(x) for x in xs)
+
+
+def decide(rule: str, low: float, high: float, p_adjusted: float = math.nan, margin: float | None = None,
+           alpha: float = ALPHA) -> str:
+    """The study's one verdict rule, from a difference's interval [low, high] and its p-value
+    (Holm-adjusted in a claims file, :mod:`s2ilib.study.claims`). ``rule``: ``higher`` /
+    ``above_chance`` (bigger is better), ``lower`` (smaller is better), ``close`` (within
+    +-``margin``). *holds*: the p is below ``alpha`` and the interval lies on the claimed side
+    (inside the margin); *fails*: it lies wholly on the other side (outside the margin; for a signed
+    rule with the p below ``alpha`` too); *undecided* otherwise. A NaN p leaves the interval alone
+    to decide (claims without a test)."""
+    if rule not in RULES:
+        raise ValueError(f"unknown claim rule {rule!r}; choose one of {RULES}")
+    if not _finite(low, high):
+        return "undecided"
+    significant = not _finite(p_adjusted) or p_adjusted < alpha
+    if rule == "close":
+        if not _finite(margin):
+            raise ValueError("a 'close' claim needs a finite margin")
+        if -margin <= low and high <= margin and significant:
+            return "holds"
+        return "fails" if high < -margin or low > margin else "undecided"
+    sign = -1.0 if rule == "lower" else 1.0
+    lo, hi = sorted((sign * low, sign * high))
+    if lo > 0 and significant:
+        return "holds"
+    if hi < 0 and significant:
+        return "fails"
+    return "undecided"
+
+
+def verdict(low: float, high: float, direction: int, p_value: float | None = None, alpha: float = ALPHA) -> str:
+    """Verdict of a claim "A better than B" from the interval [low, high] of a difference A - B:
+    :func:`decide` with rule ``higher`` (``direction`` +1: bigger is better, accuracy, R-precision)
+    or ``lower`` (-1: FID, KID, WER).
+
     ``p_value``: the two-sided test of the same difference (the sign-flip test of
     :func:`paired_difference`, the normal one of :func:`unpaired_difference`); when given and
     finite, a decided verdict also needs ``p_value < alpha``. A bootstrap interval of
@@ -267,18 +303,10 @@ def verdict(low: float, high: float, direction: int, p_value: float | None = Non
     """
     if direction not in (1, -1):
         raise ValueError(f"verdict: direction must be +1 or -1, got {direction!r}")
-    if math.isnan(low) or math.isnan(high):
-        return "undecided"
-    if low > high:
+    if not (math.isnan(low) or math.isnan(high)) and low > high:
         raise ValueError(f"verdict: low ({low}) is above high ({high})")
-    if p_value is not None and math.isfinite(p_value) and p_value >= alpha:
-        return "undecided"
-    lo, hi = sorted((direction * low, direction * high))
-    if lo > 0:
-        return "holds"
-    if hi < 0:
-        return "fails"
-    return "undecided"
+    return decide("higher" if direction > 0 else "lower", low, high,
+                  math.nan if p_value is None else p_value, alpha=alpha)
 
 
 def claim_row(name: str, diff: dict, direction: int, metric: str) -> dict:

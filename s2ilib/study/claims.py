@@ -25,11 +25,10 @@ import numpy as np
 
 from s2ilib.core.io import atomic_write_text
 from s2ilib.evaluation.pooling import holm, random_effects, se_from_interval
+from s2ilib.evaluation.stats import ALPHA, RULES, decide  # noqa: F401  (the one verdict rule; re-exported)
 
-ALPHA = 0.05
 METHOD = ("random-effects pooling of the seeds' estimates (DerSimonian-Laird tau^2, Hartung-Knapp t interval "
           "with k-1 df, never narrower than the model's); p two-sided (TOST for 'close'); Holm over the file")
-RULES = ("higher", "lower", "above_chance", "close")
 POOLED_FILE = "04_claims_pooled"
 POOLED_COLUMNS = ["dataset", "claim", "metric", "rule", "margin", "n_seeds", "seed_estimates", "seed_verdicts",
                   "estimate", "low", "high", "tau2", "p_value", "p_holm", "verdict", "seed_flip", "contradicts"]
@@ -37,30 +36,6 @@ POOLED_COLUMNS = ["dataset", "claim", "metric", "rule", "margin", "n_seeds", "se
 
 def _finite(*xs: Any) -> bool:
     return all(isinstance(x, (int, float, np.floating)) and math.isfinite(x) for x in xs)
-
-
-def decide(rule: str, low: float, high: float, p_adjusted: float = math.nan, margin: float | None = None,
-           alpha: float = ALPHA) -> str:
-    """The verdict of one claim from its interval and its (adjusted) p-value; see the module doc.
-    A NaN p leaves the interval alone to decide (claims without a test, e.g. from stored intervals)."""
-    if rule not in RULES:
-        raise ValueError(f"unknown claim rule {rule!r}; choose one of {RULES}")
-    if not _finite(low, high):
-        return "undecided"
-    significant = not _finite(p_adjusted) or p_adjusted < alpha
-    if rule == "close":
-        if not _finite(margin):
-            raise ValueError("a 'close' claim needs a finite margin")
-        if -margin <= low and high <= margin and significant:
-            return "holds"
-        return "fails" if high < -margin or low > margin else "undecided"
-    sign = -1.0 if rule == "lower" else 1.0
-    lo, hi = sorted((sign * low, sign * high))
-    if lo > 0 and significant:
-        return "holds"
-    if hi < 0 and significant:
-        return "fails"
-    return "undecided"
 
 
 def tost_p(estimate: float, low: float, high: float, margin: float, df: int | None) -> float:

@@ -96,18 +96,13 @@ def _num(v: Any) -> float:
 
 
 def margin_verdict(low: float, high: float, margin: float) -> str:
-    """Verdict of "|difference| <= margin" from the difference's interval [low, high]: ``holds``
-    when the whole interval lies within [-margin, margin], ``fails`` when it lies wholly outside
-    it (above ``margin`` or below ``-margin``), ``undecided`` otherwise (or when anything is NaN)."""
+    """Verdict of "|difference| <= margin" from the difference's interval [low, high] (no test):
+    :func:`s2ilib.evaluation.stats.decide` with rule ``close``; ``undecided`` when anything is NaN."""
     if any(math.isnan(v) for v in (low, high, margin)):
         return "undecided"
     if low > high:
         raise ValueError(f"margin_verdict: low ({low}) is above high ({high})")
-    if -margin <= low and high <= margin:
-        return "holds"
-    if low > margin or high < -margin:
-        return "fails"
-    return "undecided"
+    return stats.decide("close", low, high, margin=margin)
 
 
 def _interval(cell: dict[str, Any], metric: str) -> "stats.Interval | None":
