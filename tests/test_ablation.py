@@ -122,3 +122,25 @@ def test_schedules_are_variants_of_every_preset():
     with pytest.raises(KeyError):
         ablation.schedule("smoke", {"nope": 1})
     assert ablation.schedule("smoke", {"pairs": 3})["pairs"] == 3
+
+
+def test_claim_frame_decides_every_row_by_the_one_rule():
+    """The ablation claims files are decided in claim_frame (rule's p, Holm), not by their rows."""
+    import math
+
+    from s2ilib.study import ablation_report as AR
+
+    rows = [AR._row("birds", "A above B", "a - b", "attr_acc", {"estimate": 0.1, "low": 0.05, "high": 0.15,
+                                                                  "p_value": 0.001, "n": 40}),
+            AR._row("birds", "lower KID", "64px - 32px", "kid", {"estimate": 0.02, "low": 0.01, "high": 0.03,
+                                                                   "p_value": 0.004, "n": 40}, rule="lower"),
+            AR._row("birds", "as linear", "s - t", "r2", {"estimate": 0.0, "low": -0.02, "high": 0.02, "n": 40},
+                    rule="close", margin=0.1)]
+    assert "verdict" not in rows[0]
+    df = AR.claim_frame(rows)
+    assert list(df.columns) == AR.CLAIM_COLUMNS
+    assert df["verdict"].tolist() == ["holds", "fails", "holds"]
+    # Holm over the file: the TOST p of the close row is smallest (x3), then 0.001 (x2), then 0.004 (x1)
+    assert df["p_holm"].iloc[:2].tolist() == pytest.approx([0.002, 0.004])
+    assert df["p_holm"].iloc[2] == pytest.approx(3 * df["p_rule"].iloc[2])
+    assert math.isnan(df["margin"].iloc[0]) and df["margin"].iloc[2] == 0.1

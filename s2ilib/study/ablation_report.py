@@ -30,14 +30,13 @@ LINEAR_R2 = 0.8  # "the space is linear": mean R^2 of the transition curves at l
 TEXT_R2_MARGIN = 0.1  # speech "as linear as text": mean R^2 within this of the text upper bound's
 
 
-def _row(dataset: str, claim: str, comparison: str, metric: str, diff: dict[str, Any], verdict: str,
+def _row(dataset: str, claim: str, comparison: str, metric: str, diff: dict[str, Any],
          rule: str = "higher", margin: float = math.nan) -> dict:
-    """One comparison; ``verdict`` is the comparison's own (before Holm): :func:`claim_frame` decides
-    the file's rows again with :func:`s2ilib.study.claims.finalize`."""
+    """One comparison of a claims file, undecided until :func:`claim_frame` decides the file's rows
+    with :func:`s2ilib.study.claims.finalize` (the rule's p, Holm over the file)."""
     return {"dataset": dataset, "claim": claim, "comparison": comparison, "metric": metric, "rule": rule,
             "margin": margin, "estimate": float(diff["estimate"]), "low": float(diff["low"]),
-            "high": float(diff["high"]), "p_value": float(diff.get("p_value", math.nan)), "n": int(diff.get("n", 0)),
-            "verdict": verdict}
+            "high": float(diff["high"]), "p_value": float(diff.get("p_value", math.nan)), "n": int(diff.get("n", 0))}
 
 
 def _num(v: Any) -> float:
@@ -64,8 +63,7 @@ def loss_claims(dataset: str, items: dict[str, dict[str, Any]], seed: int = 0) -
                 continue
             for metric, where in LOSS_METRICS:
                 diff = paired_comparison(items[a][where], items[b][where], metric, seed=seed)
-                out.append(_row(dataset, claim, f"{a} - {b}", metric, diff,
-                                stats.verdict(diff["low"], diff["high"], +1, diff.get("p_value"))))
+                out.append(_row(dataset, claim, f"{a} - {b}", metric, diff))
     return out
 
 
@@ -85,9 +83,7 @@ def scale_claims(dataset: str, rows: dict[int, dict[str, Any]], items: dict[int,
                 diff, direction = _kid_difference(rows[hi], rows[lo]), -1
             else:
                 diff, direction = paired_comparison(items[hi], items[lo], metric, seed=seed), +1
-            out.append(_row(dataset, claim, comp, metric, diff,
-                            stats.verdict(diff["low"], diff["high"], direction, diff.get("p_value")),
-                            rule="lower" if direction < 0 else "higher"))
+            out.append(_row(dataset, claim, comp, metric, diff, rule="lower" if direction < 0 else "higher"))
     return out
 
 
@@ -99,19 +95,16 @@ def interpolation_claims(dataset: str, tables: dict[str, Any], summaries: dict[s
     :data:`LINEAR_R2` over the curves that are transitions, ``transitions``' summaries), and the
     speech space is as linear as the text upper bound's (|mean R^2 difference| <= :data:`TEXT_R2_MARGIN`,
     paired on the same pairs and attributes, curves that are transitions for both)."""
-    from s2ilib.study.report import margin_verdict
-
     out = []
     if speech in summaries:
         s = summaries[speech]["spearman"]
         sp = {"estimate": s["mean"], "low": s["low"], "high": s["high"], "n": summaries[speech]["n_curves"]}
-        out.append(_row(dataset, "the transition follows a (Spearman > 0)", speech, "spearman", sp,
-                        stats.verdict(_num(sp["low"]), _num(sp["high"]), +1)))
+        out.append(_row(dataset, "the transition follows a (Spearman > 0)", speech, "spearman", sp))
         r2, n = transitions[speech]["r2"], transitions[speech]["n_curves"]
         d = {"estimate": _num(r2["mean"]) - LINEAR_R2, "low": _num(r2["low"]) - LINEAR_R2,
              "high": _num(r2["high"]) - LINEAR_R2, "n": n}
         out.append(_row(dataset, f"the space is linear (mean R^2 >= {LINEAR_R2} on transitions)", speech,
-                        f"r2 - {LINEAR_R2}", d, stats.verdict(d["low"], d["high"], +1)))
+                        f"r2 - {LINEAR_R2}", d))
     if speech in tables and text in tables and len(tables[speech]) and len(tables[speech]) == len(tables[text]):
         a, b = tables[speech], tables[text]
         both = (a["transition"].to_numpy() == 1.0) & (b["transition"].to_numpy() == 1.0)
@@ -123,7 +116,7 @@ def interpolation_claims(dataset: str, tables: dict[str, Any], summaries: dict[s
             diff = {"estimate": float(np.mean(x - y)) if x.size else math.nan, "low": math.nan, "high": math.nan,
                     "n": int(x.size)}
         out.append(_row(dataset, f"speech as linear as text (R^2 within {TEXT_R2_MARGIN})", f"{speech} - {text}",
-                        "r2", diff, margin_verdict(diff["low"], diff["high"], TEXT_R2_MARGIN), rule="close",
+                        "r2", diff, rule="close",
                         margin=TEXT_R2_MARGIN))
     return out
 
@@ -135,7 +128,7 @@ def claim_frame(rows: list[dict[str, Any]]):
     from s2ilib.study.claims import finalize
 
     base = [c for c in CLAIM_COLUMNS if c not in ("p_rule", "p_holm", "verdict")]
-    return finalize(pd.DataFrame(rows, columns=[*base, "verdict"])[base])[CLAIM_COLUMNS]
+    return finalize(pd.DataFrame(rows, columns=base))[CLAIM_COLUMNS]
 
 
 def overall(claims) -> list[dict[str, Any]]:
